@@ -1,0 +1,172 @@
+"""Typed values passed between switchgear's parts (proxy, discovery, plugins, worker, detector).
+
+Everything here is a plain dataclass or Protocol with no behaviour beyond small helpers, so
+every part may import it without pulling in another part.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Endpoint = Literal["chat.completions", "completions", "embeddings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One replica that serves one model.
+
+    ``url`` is the base URL of the backend's API (for OpenAI-compatible servers the part
+    up to and including ``/v1``). ``protocol`` names the adapter that speaks to it.
+    """
+
+    id: str
+    model: str
+    url: str
+    datacenter: str = "local"
+    weight: float = 1.0
+    api_key: str | None = None
+    protocol: str = "openai"
+    source: str = "static"
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What switchgear knows about a model: from config, the model catalogue or backend meta."""
+
+    name: str
+    context_length: int | None = None
+    languages: tuple[str, ...] = ()
+    fallback: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    cost: float = 1.0
+    prompt_format: str | None = None
+    supports_continuation: bool = False
+    quantization: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One client request as it moves through the gateway's hooks.
+
+    ``requested_model`` is what the client asked for; ``model`` is the concrete model
+    currently being tried (after routing and along the fallback chain).
+    """
+
+    request_id: str
+    endpoint: Endpoint
+    body: dict[str, Any]
+    requested_model: str
+    model: str
+    stream: bool = False
+    api_key_id: str | None = None
+    route_rule: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """The prompt router's choice: the model to use and the rule that chose it."""
+
+    model: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """An HTTP request an adapter built for one backend."""
+
+    method: str
+    url: str
+    json: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """Speaks one backend protocol. Requests and responses are OpenAI-shaped on our side.
+
+    ``prepare`` builds the upstream request; ``decode`` turns a non-streaming upstream
+    body into an OpenAI response; ``stream`` yields OpenAI chunk objects (dicts) read from
+    a streaming upstream response, skipping (and logging) malformed frames.
+    """
+
+    name: str
+
+    def prepare(self, backend: Backend, ctx: RequestContext, body: dict[str, Any]) -> PreparedRequest: ...
+
+    def decode(self, backend: Backend, ctx: RequestContext, payload: Any) -> dict[str, Any]: ...
+
+    def stream(
+        self, backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One finished upstream attempt, as the gateway saw it (input to metrics and the detector)."""
+
+    backend_id: str
+    model: str
+    datacenter: str
+    status: int
+    latency_s: float
+    ttft_s: float | None = None
+    completion_tokens: int = 0
+    error: str | None = None
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """An anomaly on one metric of one backend (or worker), opened and closed with hysteresis."""
+
+    id: str
+    metric: str
+    score: float
+    started_at: float
+    backend_id: str | None = None
+    model: str | None = None
+    ended_at: float | None = None
+    contributions: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Something the policy did in answer to an event, with the reason, for /admin/actions."""
+
+    kind: str  # eject | readmit | fallback | restore | scale_up | scale_down | restart
+    target: str
+    reason: str
+    event_id: str | None = None
+    ts: float = field(default_factory=time.time)
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleRequest:
+    """Ask a scaler for ``replicas`` replicas of ``model`` (``current`` are running now)."""
+
+    model: str
+    replicas: int
+    current: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleResult:
+    """What a scaler did: the replica count it reached and the backends it started or stopped."""
+
+    model: str
+    replicas: int
+    started: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
