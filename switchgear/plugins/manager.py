@@ -34,6 +34,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "switchgear.plugins.builtin.consul_discovery",
     "switchgear.plugins.builtin.balancing",
     "switchgear.plugins.builtin.router",
+    "switchgear.plugins.builtin.canary",
+    "switchgear.plugins.builtin.openai_adapter",
     "switchgear.plugins.builtin.adapters",
     "switchgear.plugins.builtin.quantization",
     "switchgear.plugins.builtin.detectors",
@@ -237,6 +239,8 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     dists = {ep.name: ep for ep in _entry_points()}
     rows: list[dict[str, Any]] = []
     for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         builtin = name in DEFAULT_PLUGINS
         ver = None
@@ -258,10 +262,7 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
                 "source": "builtin" if builtin else ("entrypoint" if ep else "config"),
             }
         )
-    for name in sorted(n for n, p in pm.list_name_plugin() if p is None):
-        pass
-    blocked = [n for n in _blocked_names(pm)]
-    for name in blocked:
+    for name in _blocked_names(pm):
         rows.append({"name": name, "version": None, "hooks": [], "builtin": name in DEFAULT_PLUGINS,
                      "enabled": False, "source": "disabled"})
     return rows
