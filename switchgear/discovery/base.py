@@ -115,7 +115,7 @@ class Registry:
     def degraded(self) -> bool:
         return any(not s.healthy for s in self._sources.values())
 
-    async def wait_changed(self, timeout: float | None = None) -> bool:
+    async def wait_changed(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - a deadline for callers, not for the event
         """Wait until the registry changes; False on timeout."""
         if self._changed is None:
             self._changed = asyncio.Event()

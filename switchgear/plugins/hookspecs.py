@@ -10,7 +10,9 @@ Plugin authors write::
         return body
 
 Calling rules (see :mod:`switchgear.plugins.manager`): an implementation that raises is
-logged with its plugin's name and skipped for that call; one that runs longer than the
+logged with its plugin's name and skipped for that call (except
+:class:`~switchgear.errors.APIError`, raised on purpose to answer the client, e.g. the
+router's ``context_length_exceeded``); one that runs longer than the
 configured plugin timeout is abandoned; implementations may be ``async def`` and are
 awaited. ``firstresult`` hooks stop at the first implementation returning non-``None``;
 built-in defaults are ``trylast`` so a third-party plugin wins.

@@ -12,7 +12,7 @@ from switchgear.settings.base import Section, read_secret_file
 
 class Listen(Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     tls_cert: str | None = None
     tls_key: str | None = None
 
@@ -53,22 +53,22 @@ class Auth(Section):
 class Timeouts(Section):
     """Deadlines in seconds. ``ttft`` bounds the wait for the first byte of the answer."""
 
-    connect: float = Field(5.0, gt=0)
-    ttft: float = Field(60.0, gt=0)
-    idle: float = Field(60.0, gt=0)
-    total: float = Field(600.0, gt=0)
+    connect: float = Field(default=5.0, gt=0)
+    ttft: float = Field(default=60.0, gt=0)
+    idle: float = Field(default=60.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
 
 
 class Retries(Section):
-    attempts: int = Field(3, ge=1, le=20)
-    backoff_base: float = Field(0.05, ge=0)
-    backoff_max: float = Field(2.0, ge=0)
-    retry_after_cap: float = Field(5.0, ge=0)
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_base: float = Field(default=0.05, ge=0)
+    backoff_max: float = Field(default=2.0, ge=0)
+    retry_after_cap: float = Field(default=5.0, ge=0)
 
 
 class Breaker(Section):
-    failures: int = Field(5, ge=1)
-    cooldown: float = Field(25.0, gt=0, le=300)
+    failures: int = Field(default=5, ge=1)
+    cooldown: float = Field(default=25.0, gt=0, le=300)
 
 
 class StaticBackend(Section):
@@ -76,9 +76,12 @@ class StaticBackend(Section):
     url: str
     id: str | None = None
     datacenter: str = "local"
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
     api_key: str | None = None
     protocol: str = "openai"
+    #: Service metadata, as Consul's ``Service.Meta`` carries it (``context_length``,
+    #: ``languages``, ``prompt_format``...): the model catalogue reads it the same way.
+    meta: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
@@ -91,7 +94,7 @@ class StaticBackend(Section):
 class ModelSettings(Section):
     """Per-model metadata and behaviour; anything unset falls back to the gateway defaults."""
 
-    context_length: int | None = Field(None, gt=0)
+    context_length: int | None = Field(default=None, gt=0)
     languages: list[str] = Field(default_factory=list)
     fallback: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
@@ -105,25 +108,46 @@ class ModelSettings(Section):
 
 
 class Limits(Section):
-    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
-    max_tokens_cap: int | None = Field(None, gt=0)
+    """``max_body_bytes``: larger request bodies get 413. ``max_tokens_cap``: ``max_tokens`` /
+    ``max_completion_tokens`` above it are lowered to it. ``upstream_connections``: size of the
+    pooled upstream connection pool (per gateway process)."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_tokens_cap: int | None = Field(default=None, gt=0)
+    upstream_connections: int = Field(default=1024, ge=1)
+
+
+class ExternalBackends(Section):
+    """Which URLs ``POST /admin/backends`` may register in Consul.
+
+    ``url_patterns`` are shell-style globs (:func:`fnmatch.fnmatchcase`) matched against the
+    whole URL as sent; the URL must match one. The default allows any http(s) URL, because
+    the admin key already guards the endpoint; narrow it where the admin key is shared, e.g.
+    ``["http://10.*", "http://127.0.0.1:*"]``. URLs carrying credentials (``user@host``)
+    are always refused.
+    """
+
+    url_patterns: list[str] = Field(default_factory=lambda: ["http://*", "https://*"])
 
 
 class GatewaySection(Section):
     """Fields the gateway reads, mixed into the top-level :class:`~switchgear.settings.Settings`."""
 
-    listen: Listen = Field(default_factory=Listen)
-    workers: int = Field(1, ge=1, le=64)
-    auth: Auth = Field(default_factory=Auth)
-    limits: Limits = Field(default_factory=Limits)
+    listen: Listen = Field(default_factory=lambda: Listen.model_validate({}))
+    workers: int = Field(default=1, ge=1, le=64)
+    auth: Auth = Field(default_factory=lambda: Auth.model_validate({}))
+    limits: Limits = Field(default_factory=lambda: Limits.model_validate({}))
     backends: list[StaticBackend] = Field(default_factory=list)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    retries: Retries = Field(default_factory=Retries)
-    breaker: Breaker = Field(default_factory=Breaker)
+    timeouts: Timeouts = Field(default_factory=lambda: Timeouts.model_validate({}))
+    retries: Retries = Field(default_factory=lambda: Retries.model_validate({}))
+    breaker: Breaker = Field(default_factory=lambda: Breaker.model_validate({}))
     balancing: Literal["p2c", "round_robin", "weighted", "latency"] = "p2c"
+    external_backends: ExternalBackends = Field(
+        default_factory=lambda: ExternalBackends.model_validate({})
+    )
     access_log: bool = False
-    shutdown_grace: float = Field(30.0, ge=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _fallbacks_known(self) -> GatewaySection:

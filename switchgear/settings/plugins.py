@@ -1,4 +1,10 @@
-"""Settings of the plugin manager."""
+"""Settings of the plugin manager.
+
+``modules`` are importable module names registered as plugins; ``directory`` holds ``*.py``
+plugin files; ``disabled`` blocks plugins by name (a built-in's short name such as
+``router`` or its module path, an entry-point name, a module name or a file stem);
+``timeout`` bounds each async hook implementation, in seconds.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,72 @@
+"""Built-in adapters plugin: native protocols (TGI, Ollama) and prompt formats.
+
+* ``adapter_for_backend`` (trylast) — an adapter from :mod:`switchgear.plugins.adapters` for
+  ``backend.protocol``; None for ``openai`` (the OpenAI pass-through adapter answers that).
+  The prompt format comes from the backend's ``prompt_format`` meta, then ``models.<name>``
+  and ``router.catalogue`` in config, then the built-in catalogue.
+* ``rewrite_request`` / ``rewrite_response`` (trylast) — a backend that knows its model by
+  another name (meta ``upstream_model``, e.g. Ollama's ``llama3:8b-instruct-q4_0``) is sent
+  that name, and the client sees the gateway's name in responses and chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchgear import hookimpl
+from switchgear.plugins.adapters import adapter_for
+from switchgear.plugins.adapters.prompt_formats import FORMATS
+from switchgear.plugins.catalogue import model_info
+from switchgear.plugins.configured import Configured
+from switchgear.types import Adapter, Backend, RequestContext
+
+
+class Adapters(Configured):
+    def __init__(self, settings: Any = None) -> None:
+        self._cache: dict[tuple[str, str | None], Adapter | None] = {}
+        self.bind(settings)
+
+    def configure(self, settings: Any) -> None:
+        self.settings = settings
+        self._cache.clear()
+
+    def prompt_format(self, backend: Backend) -> str | None:
+        if backend.meta.get("prompt_format") in FORMATS:
+            return backend.meta["prompt_format"]
+        models = getattr(self.settings, "models", {}) or {}
+        extra = getattr(getattr(self.settings, "router", None), "catalogue", ()) or ()
+        fmt = model_info(backend.model, config=models.get(backend.model), extra=extra).prompt_format
+        return fmt if fmt in FORMATS else None
+
+    @hookimpl(trylast=True)
+    def adapter_for_backend(self, backend: Backend) -> Adapter | None:
+        if backend.protocol == "openai":
+            return None
+        key = (backend.protocol, self.prompt_format(backend))
+        if key not in self._cache:
+            self._cache[key] = adapter_for(*key)
+        return self._cache[key]
+
+    @hookimpl(trylast=True)
+    def rewrite_request(
+        self, ctx: RequestContext, body: dict[str, Any], backend: Backend
+    ) -> dict[str, Any] | None:
+        upstream = backend.meta.get("upstream_model")
+        if upstream and body.get("model") != upstream:
+            return {**body, "model": upstream}
+        return None
+
+    @hookimpl(trylast=True)
+    def rewrite_response(
+        self, ctx: RequestContext, body: dict[str, Any], backend: Backend
+    ) -> dict[str, Any] | None:
+        if (
+            backend.meta.get("upstream_model")
+            and body.get("model") == backend.meta["upstream_model"]
+        ):
+            return {**body, "model": ctx.model}
+        return None
+
+
+def make_plugin(settings: Any) -> Adapters:
+    return Adapters(settings)

@@ -1,0 +1,85 @@
+"""The adapter for OpenAI-compatible backends (``protocol: openai``): the default one.
+
+Requests pass through untouched (every OpenAI field the client sent reaches the backend);
+streams are parsed from SSE ``data:`` lines into chunk dicts. A malformed frame is dropped
+and logged, never forwarded; a stream that ends without ``data: [DONE]`` raises
+:class:`~switchgear.errors.UpstreamError` so the gateway never presents a truncated answer
+as complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from switchgear.errors import UpstreamError
+from switchgear.plugins.hookspecs import hookimpl
+from switchgear.types import Backend, PreparedRequest, RequestContext
+
+log = logging.getLogger("switchgear.adapters.openai")
+
+PATHS = {
+    "chat.completions": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+_JSON = {"Content-Type": "application/json"}
+
+
+class OpenAIAdapter:
+    name = "openai"
+
+    def prepare(
+        self, backend: Backend, ctx: RequestContext, body: dict[str, Any]
+    ) -> PreparedRequest:
+        headers = {"Content-Type": "application/json", "X-Request-Id": ctx.request_id}
+        if backend.api_key:
+            headers["Authorization"] = f"Bearer {backend.api_key}"
+        return PreparedRequest("POST", backend.url + PATHS[ctx.endpoint], body, headers)
+
+    def decode(self, backend: Backend, ctx: RequestContext, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise UpstreamError(f"backend {backend.id} returned a non-object JSON body")
+        return payload
+
+    async def stream(
+        self, backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]
+    ) -> AsyncIterator[dict[str, Any]]:
+        async for raw in lines:
+            if not raw.startswith(b"data:"):
+                continue  # blank separators, comments (": keep-alive"), event:/id: fields
+            data = raw[5:].strip()
+            if data == b"[DONE]":
+                return
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                log.warning(
+                    "request %s: dropped malformed chunk from %s: %.200r",
+                    ctx.request_id,
+                    backend.id,
+                    data,
+                )
+                continue
+            if not isinstance(chunk, dict):
+                log.warning(
+                    "request %s: dropped non-object chunk from %s", ctx.request_id, backend.id
+                )
+                continue
+            if "error" in chunk and "choices" not in chunk:
+                err = chunk["error"]
+                msg = err.get("message") if isinstance(err, dict) else str(err)
+                raise UpstreamError(f"backend {backend.id} reported an error mid-stream: {msg}")
+            yield chunk
+        raise UpstreamError(f"backend {backend.id} ended the stream without [DONE]")
+
+
+_ADAPTER = OpenAIAdapter()
+
+
+@hookimpl(trylast=True)
+def adapter_for_backend(backend: Backend) -> OpenAIAdapter | None:
+    return _ADAPTER if backend.protocol == "openai" else None

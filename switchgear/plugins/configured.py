@@ -1,0 +1,36 @@
+"""Built-in plugins that read configuration get it from their plugin manager, or at startup.
+
+:func:`~switchgear.plugins.manager.make_plugin_manager` called with ``settings`` builds them
+configured. A manager built without settings (``make_plugin_manager()`` alone) still works:
+their ``startup`` hook reads the gateway's settings from the app, through the documented
+``switchgear.proxy.keys.SETTINGS`` key, before the first request arrives.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from switchgear import hookimpl
+
+
+class Configured:
+    """Mixin: ``configure(settings)`` now, or at ``startup`` when built without settings."""
+
+    configured: bool = False
+
+    def configure(self, settings: Any) -> None:
+        raise NotImplementedError
+
+    def bind(self, settings: Any) -> None:
+        self.configure(settings)
+        self.configured = settings is not None
+
+    @hookimpl
+    def startup(self, app: Any) -> None:
+        if self.configured:
+            return
+        keys = sys.modules.get("switchgear.proxy.keys")  # loaded only inside the gateway
+        settings = app.get(keys.SETTINGS) if keys is not None else None
+        if settings is not None:
+            self.bind(settings)

@@ -1,0 +1,91 @@
+"""What the router needs to know about a prompt, without a tokenizer.
+
+* :func:`prompt_text` — the text of an OpenAI request (chat messages or a completion prompt).
+* :func:`detect_language` — ``"zh"`` when Han characters are at least 30% of the text's
+  "words", counting one Han character or four Latin letters as one, otherwise ``"en"``.
+  A Chinese question about English code (``解释这段 Python code: print('hello')``) is ``zh``;
+  an English prompt that mentions 长城 stays ``en``.
+* :func:`estimate_tokens` — one token per CJK character (ChatGLM3, Baichuan2 and Llama 3
+  tokenizers produce 0.7–1.5 per Han character) plus one per 3.5 other characters
+  (BPE tokenizers average about four characters of English per token); so the estimate
+  errs on the high side, which is the safe side for "never a model whose context is too
+  short". Each chat message adds 4 tokens for its role markers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+# CJK Unified Ideographs (+ extension A), compatibility ideographs, kana and hangul.
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+MESSAGE_OVERHEAD = 4
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's ``content``: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def prompt_text(body: dict[str, Any], *, last_user_only: bool = False) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        msgs = [m for m in messages if isinstance(m, dict)]
+        if last_user_only:
+            users = [m for m in msgs if m.get("role") == "user"]
+            msgs = users[-1:]
+        return "\n".join(content_text(m.get("content")) for m in msgs)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        return "\n".join(str(p) for p in prompt if isinstance(p, str))
+    return prompt if isinstance(prompt, str) else ""
+
+
+def detect_language(text: str) -> str:
+    han = len(_HAN.findall(text))
+    latin = len(_LATIN.findall(text))
+    if han == 0:
+        return "en"
+    return "zh" if han / (han + latin / 4) >= 0.3 else "en"
+
+
+def estimate_tokens(text: str) -> int:
+    cjk = len(_CJK.findall(text))
+    other = len(text) - cjk
+    return cjk + math.ceil(other / 3.5)
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """Estimated prompt tokens of a request, role markers included."""
+    messages = body.get("messages")
+    overhead = MESSAGE_OVERHEAD * len(messages) if isinstance(messages, list) else 0
+    return estimate_tokens(prompt_text(body)) + overhead
+
+
+def required_capabilities(body: dict[str, Any]) -> tuple[str, ...]:
+    """Capabilities a request needs: ``tools``, ``json`` (JSON mode / schema), ``vision``."""
+    caps: list[str] = []
+    if body.get("tools") or body.get("functions"):
+        caps.append("tools")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        caps.append("json")
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list) and any(
+            isinstance(p, dict) and p.get("type") == "image_url" for p in content
+        ):
+            caps.append("vision")
+            break
+    return tuple(caps)

@@ -1,0 +1,148 @@
+"""What a successful upstream attempt hands back, and the bookkeeping of one attempt.
+
+An :class:`Attempt` records exactly one outcome per upstream call: it decrements the
+backend's outstanding count, feeds the breaker and EWMA, and emits one Observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+
+from switchgear.proxy.breaker import BackendState
+from switchgear.types import Backend, Observation, RequestContext
+
+DRAIN_S = 0.5  # longest wait for the end of a stream after [DONE] before closing instead
+
+
+class Attempt:
+    __slots__ = ("state", "observe", "backend", "model", "t0", "headers_s", "ttft_s", "finished")
+
+    def __init__(
+        self,
+        state: BackendState,
+        observe: Callable[[Observation], None],
+        backend: Backend,
+        model: str,
+    ):
+        self.state, self.observe, self.backend, self.model = state, observe, backend, model
+        self.t0 = time.perf_counter()
+        self.headers_s: float | None = None
+        self.ttft_s: float | None = None
+        self.finished = False
+        state.started(backend.id)
+
+    def headers_at(self) -> None:
+        self.headers_s = time.perf_counter() - self.t0
+
+    def first_token(self) -> None:
+        self.ttft_s = time.perf_counter() - self.t0
+
+    def done(self, status: int, tokens: int = 0) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        b = self.backend
+        self.state.finished(b.id)
+        self.state.success(b.id, self.headers_s)
+        self.observe(
+            Observation(
+                b.id,
+                self.model,
+                b.datacenter,
+                status,
+                time.perf_counter() - self.t0,
+                self.ttft_s,
+                tokens,
+            )
+        )
+
+    def failed(self, status: int, reason: str, *, fault: bool = True, tokens: int = 0) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        b = self.backend
+        self.state.finished(b.id)
+        if fault:
+            self.state.failure(b.id, reason)
+        else:
+            self.state.neutral(b.id)
+        self.observe(
+            Observation(
+                b.id,
+                self.model,
+                b.datacenter,
+                status,
+                time.perf_counter() - self.t0,
+                self.ttft_s,
+                tokens,
+                reason,
+            )
+        )
+
+
+class Answer:
+    """A complete non-streaming response body from ``backend`` for ``model``."""
+
+    __slots__ = ("backend", "model", "body", "fallback_from")
+
+    def __init__(self, backend: Backend, model: str, body: dict[str, Any]) -> None:
+        self.backend, self.model, self.body = backend, model, body
+        self.fallback_from: str | None = None
+
+
+class StreamAnswer:
+    """An open upstream stream whose first chunk already arrived; the relay must ``close`` it."""
+
+    __slots__ = ("attempt", "ctx", "resp", "chunks", "first", "fallback_from")
+
+    def __init__(
+        self,
+        attempt: Attempt,
+        ctx: RequestContext,
+        resp: aiohttp.ClientResponse,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+    ) -> None:
+        self.attempt, self.ctx, self.resp, self.chunks, self.first = (
+            attempt,
+            ctx,
+            resp,
+            chunks,
+            first,
+        )
+        self.fallback_from: str | None = None
+
+    @property
+    def backend(self) -> Backend:
+        return self.attempt.backend
+
+    @property
+    def model(self) -> str:
+        return self.attempt.model
+
+    async def close(self, *, complete: bool = False) -> None:
+        """Release the upstream connection.
+
+        After a complete stream (``[DONE]`` seen) the rest of the response (the chunked
+        terminator) is read, briefly, so the connection goes back to the pool; otherwise the
+        connection is closed, which also stops the backend's generation.
+        """
+        try:
+            await self.chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            if complete and not self.resp.content.at_eof():
+                try:
+                    async with asyncio.timeout(DRAIN_S):
+                        while await self.resp.content.readany():
+                            pass
+                except (TimeoutError, aiohttp.ClientError):
+                    complete = False
+            if complete:
+                self.resp.release()
+            else:
+                self.resp.close()

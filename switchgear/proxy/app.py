@@ -1,0 +1,211 @@
+"""The gateway's aiohttp application, composed from small ``setup_*`` functions.
+
+Resource rules: the discovery tasks, the upstream ClientSession and shadow requests live in
+cleanup_ctx contexts, so they exist exactly while the app runs; tasks are cancelled and
+awaited on exit (shadow requests first, then the session, then discovery). The ``startup``
+hook runs after those resources exist, ``shutdown`` before they close.
+
+Start-up checks: every discovery source with a ``preflight()`` runs it before its task
+starts; a :class:`~switchgear.discovery.consul_client.ConsulACLError` (a wrong or weak
+Consul token) stops the start, and ``switchgear serve`` prints it on one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import aiohttp
+import pluggy
+from aiohttp import web
+
+from switchgear.discovery.base import Registry
+from switchgear.discovery.consul_client import ConsulACLError
+from switchgear.plugins.manager import call_hook, call_hook_sync, make_plugin_manager
+from switchgear.proxy import keys
+from switchgear.proxy.breaker import BackendState
+from switchgear.proxy.catalog import ModelCatalog
+from switchgear.proxy.metrics import Metrics
+from switchgear.proxy.middlewares import MIDDLEWARES
+from switchgear.proxy.policy import Policies
+from switchgear.proxy.shadow import setup_shadow
+from switchgear.proxy.upstream import Upstream
+from switchgear.proxy.views import admin, chat, completions, embeddings, health, models
+from switchgear.settings import Settings
+from switchgear.types import ModelInfo, Observation
+
+log = logging.getLogger("switchgear.proxy")
+
+READ_BUFSIZE = 2**18  # SSE lines up to ~512 KiB (logprobs chunks can be large)
+PREFLIGHT_S = 10.0  # longest start-up check of one discovery source before starting degraded
+
+
+def create_app(
+    settings: Settings, *, plugin_manager: pluggy.PluginManager | None = None
+) -> web.Application:
+    """The gateway app for ``settings``; ``plugin_manager`` defaults to one built from settings."""
+    pm = plugin_manager or make_plugin_manager(settings=settings, load_entrypoints=True)
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.limits.max_body_bytes)
+    setup_state(app, settings, pm)
+    setup_routes(app)
+    setup_discovery(app)
+    setup_upstream(app)
+    setup_shadow(app)
+    setup_lifecycle(app)
+    return app
+
+
+def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManager) -> None:
+    app[keys.SETTINGS] = settings
+    app[keys.PLUGINS] = pm
+    app[keys.REGISTRY] = Registry()
+    app[keys.BACKEND_STATE] = BackendState(
+        failures=settings.breaker.failures, cooldown=settings.breaker.cooldown
+    )
+    app[keys.METRICS] = Metrics()
+    app[keys.OBSERVERS] = []
+    catalog = ModelCatalog(settings, app[keys.REGISTRY], Policies(settings))
+    app[keys.CATALOG] = catalog
+    app[keys.MODEL_INFO] = catalog.infos
+    app[keys.ALIASES] = catalog.aliases
+    app[keys.API_KEYS] = tuple(k.encode() for k in settings.auth.resolved_api_keys())
+    admin_key = settings.auth.resolved_admin_key()
+    app[keys.ADMIN_KEY] = (admin_key.encode(),) if admin_key else ()
+
+
+def setup_routes(app: web.Application) -> None:
+    for module in (chat, completions, embeddings, models, health, admin):
+        module.setup(app)
+
+    def register(method: str, path: str, handler: Callable[..., object]) -> None:
+        app.router.add_route(method, path, handler)  # type: ignore[arg-type]
+
+    call_hook_sync(app[keys.PLUGINS], "register_routes", register=register)
+
+
+def setup_discovery(app: web.Application) -> None:
+    async def discovery(app: web.Application) -> AsyncIterator[None]:
+        sources: list[object] = []
+        call_hook_sync(
+            app[keys.PLUGINS],
+            "register_discovery",
+            register=sources.append,
+            settings=app[keys.SETTINGS],
+        )
+        app[keys.DISCOVERY_SOURCES] = sources
+        for source in sources:
+            await _preflight(source)
+        registry, catalog = app[keys.REGISTRY], app[keys.CATALOG]
+        unsubscribe = [
+            _follow_models(source, catalog) for source in sources if hasattr(source, "on_models")
+        ]
+        tasks = [
+            asyncio.create_task(_run_source(s, registry), name=f"discovery:{getattr(s, 'name', s)}")
+            for s in sources
+        ]
+        await asyncio.sleep(0)  # let each source publish what it already knows before serving
+        try:
+            yield
+        finally:
+            for stop in unsubscribe:
+                stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.cleanup_ctx.append(discovery)
+
+
+async def _preflight(source: object) -> None:
+    """Run a source's start-up check; only an ACL error is fatal (an outage starts degraded)."""
+    check = getattr(source, "preflight", None)
+    if check is None:
+        return
+    name = getattr(source, "name", source)
+    try:
+        async with asyncio.timeout(PREFLIGHT_S):
+            await check()
+    except ConsulACLError:
+        raise
+    except Exception as exc:
+        log.warning("discovery source %s: start-up check failed, starting degraded: %s", name, exc)
+
+
+def _follow_models(source: object, catalog: ModelCatalog) -> Callable[[], None]:
+    """Merge the source's KV model catalogue (aliases, fallback chains) over the config."""
+    name = str(getattr(source, "name", source))
+
+    def changed(models: Mapping[str, ModelInfo]) -> None:
+        catalog.set_kv(name, models)
+        log.info("model catalogue from %s: %d models", name, len(models))
+
+    stop: Callable[[], None] = source.on_models(changed)  # type: ignore[attr-defined]
+    return stop
+
+
+async def _run_source(source: object, registry: Registry) -> None:
+    try:
+        await source.run(registry)  # type: ignore[attr-defined]
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception(
+            "discovery source %s failed; its backends stay as last published",
+            getattr(source, "name", source),
+        )
+
+
+def setup_upstream(app: web.Application) -> None:
+    async def upstream(app: web.Application) -> AsyncIterator[None]:
+        settings = app[keys.SETTINGS]
+        connector = aiohttp.TCPConnector(
+            limit=settings.limits.upstream_connections, limit_per_host=0, ttl_dns_cache=300
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            read_bufsize=READ_BUFSIZE,
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+        app[keys.SESSION] = session
+        metrics, observers = app[keys.METRICS], app[keys.OBSERVERS]
+
+        def observe(obs: Observation) -> None:
+            metrics.observe(obs)
+            for callback in observers:
+                try:
+                    callback(obs)
+                except Exception:
+                    log.exception("observer %r failed", callback)
+
+        app[keys.UPSTREAM] = Upstream(
+            session,
+            app[keys.PLUGINS],
+            app[keys.REGISTRY],
+            app[keys.BACKEND_STATE],
+            app[keys.CATALOG].policies,
+            observe,
+            metrics.retry,
+        )
+        try:
+            yield
+        finally:
+            await session.close()
+
+    app.cleanup_ctx.append(upstream)
+
+
+def setup_lifecycle(app: web.Application) -> None:
+    async def on_startup(app: web.Application) -> None:
+        await call_hook(
+            app[keys.PLUGINS], "startup", timeout=app[keys.SETTINGS].plugins.timeout, app=app
+        )
+
+    async def on_shutdown(app: web.Application) -> None:
+        await call_hook(
+            app[keys.PLUGINS], "shutdown", timeout=app[keys.SETTINGS].plugins.timeout, app=app
+        )
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)

@@ -1,0 +1,161 @@
+"""Per-backend state: circuit breaker, ejection, outstanding requests and a latency EWMA.
+
+The breaker of a backend is *closed* (traffic flows) until ``failures`` consecutive
+failed attempts open it. An open breaker keeps the backend out of every request until
+``cooldown`` seconds have passed; then exactly one request is let through as a probe
+(*half-open*). A successful probe closes the breaker, so traffic returns to a recovered
+backend by itself; a failed one opens it again for another cool-down.
+
+Ejection is separate and manual (the detector's policy or an operator): an ejected
+backend receives no traffic until :meth:`BackendState.readmit`.
+
+All methods are synchronous and run on the event loop; there is no locking.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+EWMA_ALPHA = 0.3
+
+
+@dataclass(slots=True)
+class BackendStats:
+    outstanding: int = 0
+    ewma_s: float | None = None
+    state: str = CLOSED
+    consecutive_failures: int = 0
+    opened_at: float = 0.0
+    probe_in_flight: bool = False
+    ejected: str | None = None
+    successes: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+class BackendState:
+    """Breaker, ejection and load statistics of every backend the gateway has talked to.
+
+    ``stats`` passed to the ``order_backends`` hook is this object: plugins may call
+    :meth:`outstanding`, :meth:`ewma` and :meth:`next_counter`.
+    """
+
+    def __init__(
+        self, *, failures: int = 5, cooldown: float = 25.0, clock: Any = time.monotonic
+    ) -> None:
+        self.failure_threshold = failures
+        self.cooldown = cooldown
+        self.clock = clock
+        self._stats: dict[str, BackendStats] = {}
+        self._counters: dict[str, int] = {}
+
+    def get(self, backend_id: str) -> BackendStats:
+        st = self._stats.get(backend_id)
+        if st is None:
+            st = self._stats[backend_id] = BackendStats()
+        return st
+
+    # --- read by balancing plugins ----------------------------------------------------
+
+    def outstanding(self, backend_id: str) -> int:
+        st = self._stats.get(backend_id)
+        return st.outstanding if st is not None else 0
+
+    def ewma(self, backend_id: str) -> float | None:
+        st = self._stats.get(backend_id)
+        return st.ewma_s if st is not None else None
+
+    def next_counter(self, key: str) -> int:
+        """A per-key increasing counter (round robin state lives here, not in a module global)."""
+        n = self._counters.get(key, 0)
+        self._counters[key] = n + 1
+        return n
+
+    # --- availability -----------------------------------------------------------------
+
+    def healthy(self, backend_id: str) -> bool:
+        """True unless ejected or the breaker is open and still cooling down (no side effects)."""
+        st = self._stats.get(backend_id)
+        if st is None:
+            return True
+        if st.ejected is not None:
+            return False
+        if st.state == OPEN:
+            return self.clock() - st.opened_at >= self.cooldown
+        return not (st.state == HALF_OPEN and st.probe_in_flight)
+
+    def admit(self, backend_id: str) -> bool:
+        """May a request be sent now? An expired open breaker admits this one call as its probe."""
+        st = self._stats.get(backend_id)
+        if st is None:
+            return True
+        if st.ejected is not None:
+            return False
+        if st.state == CLOSED:
+            return True
+        if st.state == OPEN and self.clock() - st.opened_at >= self.cooldown:
+            st.state = HALF_OPEN
+            st.probe_in_flight = False
+        if st.state == HALF_OPEN and not st.probe_in_flight:
+            st.probe_in_flight = True
+            return True
+        return False
+
+    # --- outcomes ---------------------------------------------------------------------
+
+    def started(self, backend_id: str) -> None:
+        self.get(backend_id).outstanding += 1
+
+    def finished(self, backend_id: str) -> None:
+        self.get(backend_id).outstanding -= 1
+
+    def success(self, backend_id: str, latency_s: float | None = None) -> None:
+        st = self.get(backend_id)
+        st.successes += 1
+        st.consecutive_failures = 0
+        st.state, st.probe_in_flight = CLOSED, False
+        if latency_s is not None:
+            st.ewma_s = (
+                latency_s if st.ewma_s is None else st.ewma_s + EWMA_ALPHA * (latency_s - st.ewma_s)
+            )
+
+    def failure(self, backend_id: str, reason: str) -> None:
+        st = self.get(backend_id)
+        st.failures += 1
+        st.consecutive_failures += 1
+        st.last_error = reason
+        if st.state == HALF_OPEN or st.consecutive_failures >= self.failure_threshold:
+            st.state, st.opened_at, st.probe_in_flight = OPEN, self.clock(), False
+
+    def neutral(self, backend_id: str) -> None:
+        """The attempt ended without judging the backend (client error, 429, client gone)."""
+        st = self.get(backend_id)
+        if st.state == HALF_OPEN:
+            st.probe_in_flight = False
+
+    # --- ejection ---------------------------------------------------------------------
+
+    def eject(self, backend_id: str, reason: str) -> None:
+        self.get(backend_id).ejected = reason or "ejected"
+
+    def readmit(self, backend_id: str, reason: str = "") -> None:
+        st = self.get(backend_id)
+        st.ejected = None
+        st.state, st.consecutive_failures, st.probe_in_flight = CLOSED, 0, False
+
+    def describe(self, backend_id: str) -> dict[str, Any]:
+        st = self.get(backend_id)
+        return {
+            "healthy": self.healthy(backend_id),
+            "breaker": st.state,
+            "consecutive_failures": st.consecutive_failures,
+            "ejected": st.ejected,
+            "outstanding": st.outstanding,
+            "ewma_latency_s": st.ewma_s,
+            "successes": st.successes,
+            "failures": st.failures,
+            "last_error": st.last_error,
+        }

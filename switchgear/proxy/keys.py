@@ -1,0 +1,51 @@
+"""Every ``web.AppKey`` and ``web.RequestKey`` of the gateway, in one place.
+
+Other parts (the detector, plugins) reach gateway state only through these keys, e.g.
+``app[BACKEND_STATE].eject(backend_id, reason)`` or ``app[OBSERVERS].append(callback)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aiohttp
+import pluggy
+from aiohttp import web
+
+from switchgear.discovery.base import Registry
+from switchgear.proxy.breaker import BackendState
+from switchgear.proxy.catalog import ModelCatalog
+from switchgear.proxy.metrics import Metrics
+from switchgear.proxy.upstream import Upstream
+from switchgear.settings import Settings
+from switchgear.types import ModelInfo, Observation
+
+SETTINGS = web.AppKey("settings", Settings)
+PLUGINS = web.AppKey("plugins", pluggy.PluginManager)
+REGISTRY = web.AppKey("registry", Registry)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+METRICS = web.AppKey("metrics", Metrics)
+BACKEND_STATE = web.AppKey("backend_state", BackendState)
+UPSTREAM = web.AppKey("upstream", Upstream)
+#: Called with every finished upstream attempt; exceptions are logged and ignored.
+OBSERVERS: web.AppKey[list[Callable[[Observation], None]]] = web.AppKey("observers", list)
+#: Every known model as ModelInfo: config, catalogue, backend meta and Consul KV merged by
+#: CATALOG (``app[CATALOG].refresh()`` brings it up to date; it is updated in place).
+MODEL_INFO: web.AppKey[dict[str, ModelInfo]] = web.AppKey("model_info", dict)
+CATALOG = web.AppKey("catalog", ModelCatalog)
+#: Background shadow requests in flight (cancelled and awaited on cleanup).
+SHADOW_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("shadow_tasks", set)
+#: Discovery sources registered through the ``register_discovery`` hook.
+DISCOVERY_SOURCES: web.AppKey[list[object]] = web.AppKey("discovery_sources", list)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+#: Index of the API key that authenticated the request (never the key itself).
+API_KEY_ID = web.RequestKey("api_key_id", str)
+#: (model, backend id, datacenter) that answered, for the metrics middleware.
+ANSWERED_BY: web.RequestKey[tuple[str, str, str]] = web.RequestKey("answered_by", tuple)
+#: Model aliases (``models.<name>.aliases`` and Consul KV): alias → model; kept by CATALOG.
+ALIASES: web.AppKey[dict[str, str]] = web.AppKey("aliases", dict)
+#: The API keys (bytes) and the admin key, resolved once at startup.
+API_KEYS: web.AppKey[tuple[bytes, ...]] = web.AppKey("api_keys", tuple)
+ADMIN_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("admin_key", tuple)

@@ -1,0 +1,110 @@
+"""Prometheus metrics of one gateway app, on its own CollectorRegistry (no process globals).
+
+Label children are cached in dicts so the hot path pays one dict lookup per update instead
+of prometheus_client's label validation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from switchgear.types import Observation
+
+_NUMBER = re.compile(r":\d+")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "switchgear_requests",
+            "Client requests by answering model, backend, its datacenter and status",
+            ["model", "backend", "datacenter", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "switchgear_request_duration_seconds",
+            "Client request duration (to the last byte)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "switchgear_time_to_first_token_seconds",
+            "Upstream time to the first token (streams)",
+            ["model", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "switchgear_upstream_duration_seconds",
+            "Duration of one upstream attempt",
+            ["model", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "switchgear_requests_in_flight", "Client requests in progress", registry=r
+        )
+        self.upstream_errors = Counter(
+            "switchgear_upstream_errors",
+            "Failed upstream attempts by reason",
+            ["model", "backend", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "switchgear_retries", "Upstream attempts beyond the first", ["model"], registry=r
+        )
+        self.fallbacks = Counter(
+            "switchgear_fallbacks",
+            "Requests answered by a fallback model",
+            ["model", "to"],
+            registry=r,
+        )
+        self.route_decisions = Counter(
+            "switchgear_route_decisions",
+            "Routing decisions (select_model) by requested name, chosen model and rule",
+            ["alias", "model", "rule"],
+            registry=r,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def request_done(
+        self, model: str, backend: str, datacenter: str, status: int, duration_s: float
+    ) -> None:
+        self._child(self.requests, model, backend, datacenter, str(status)).inc()
+        self._child(self.latency, model).observe(duration_s)
+
+    def observe(self, obs: Observation) -> None:
+        self._child(self.upstream_latency, obs.model, obs.backend_id).observe(obs.latency_s)
+        if obs.ttft_s is not None:
+            self._child(self.ttft, obs.model, obs.backend_id).observe(obs.ttft_s)
+        if obs.error is not None:
+            self._child(self.upstream_errors, obs.model, obs.backend_id, obs.error).inc()
+
+    def route_decision(self, alias: str, model: str, rule: str) -> None:
+        """``rule`` loses its numbers (the router's ``context:<tokens>``) to bound cardinality;
+        the caller bounds ``alias`` (a routing alias or a known model, else ``other``)."""
+        self._child(self.route_decisions, alias, model, _NUMBER.sub("", rule)).inc()
+
+    def retry(self, model: str) -> None:
+        self._child(self.retries, model).inc()
+
+    def fallback(self, model: str, to: str) -> None:
+        self._child(self.fallbacks, model, to).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,165 @@
+"""The gateway's middlewares, one job each, applied outermost first:
+
+``request_id`` → ``errors`` → ``metrics`` → ``auth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from switchgear.errors import (
+    APIError,
+    AuthenticationFailed,
+    InternalError,
+    PermissionDenied,
+    for_status,
+)
+from switchgear.proxy import keys
+
+log = logging.getLogger("switchgear.proxy")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_MAX_ID = 128
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def _valid_request_id(value: str | None) -> bool:
+    return (
+        value is not None and 0 < len(value) <= _MAX_ID and value.isascii() and value.isprintable()
+    )
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Honour a sane incoming ``x-request-id`` or make one; echo it on the response."""
+    incoming = request.headers.get("x-request-id")
+    rid = incoming if incoming is not None and _valid_request_id(incoming) else os.urandom(16).hex()
+    request[keys.REQUEST_ID] = rid
+    resp = await handler(request)
+    if not resp.prepared:
+        resp.headers["x-request-id"] = rid
+    return resp
+
+
+def error_response(exc: APIError) -> web.Response:
+    return web.Response(
+        status=exc.status,
+        body=orjson.dumps(exc.body()),
+        content_type="application/json",
+        headers=exc.headers,
+    )
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error a client can meet becomes OpenAI-shaped JSON; no traceback ever leaves."""
+    try:
+        return await handler(request)
+    except APIError as exc:
+        if exc.status >= 500:
+            log.debug("request %s: %s %s", request.get(keys.REQUEST_ID), exc.status, exc.message)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = for_status(
+            exc.status,
+            exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}",
+        )
+        if exc.status == 405:
+            err.headers.update({k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+        return error_response(err)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception(
+            "request %s: unhandled error on %s %s",
+            request.get(keys.REQUEST_ID),
+            request.method,
+            request.path,
+        )
+        return error_response(InternalError("the gateway failed to handle the request"))
+
+
+@web.middleware
+async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """In-flight gauge for /v1, and requests/latency by answering model, backend and status."""
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    m = request.app[keys.METRICS]
+    m.in_flight.inc()
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except APIError as exc:
+        status = exc.status
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    finally:
+        m.in_flight.dec()
+        answered = request.get(keys.ANSWERED_BY)
+        if answered is not None:
+            model, backend, datacenter = answered
+            m.request_done(model, backend, datacenter, status, time.perf_counter() - t0)
+
+
+def _bearer(request: web.Request) -> bytes | None:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip().encode()
+
+
+def _match(token: bytes, candidates: tuple[bytes, ...]) -> int | None:
+    """Index of the matching key; every candidate is compared, in constant time each."""
+    found = None
+    for i, key in enumerate(candidates):
+        if hmac.compare_digest(token, key):
+            found = i
+    return found
+
+
+@web.middleware
+async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """/admin needs the admin key (403 when none is configured); /v1 needs an API key if any exist."""
+    path = request.path
+    if path.startswith("/admin"):
+        admin = request.app[keys.ADMIN_KEY]
+        if not admin:
+            raise PermissionDenied("the admin API is disabled: no admin key is configured")
+        if request.app[keys.SETTINGS].auth.admin_localhost_only and request.remote not in _LOOPBACK:
+            raise PermissionDenied("the admin API only answers on loopback")
+        token = _bearer(request)
+        if token is None or _match(token, admin) is None:
+            raise AuthenticationFailed("missing or invalid admin key")
+    elif path.startswith("/v1/"):
+        api_keys = request.app[keys.API_KEYS]
+        if api_keys:
+            token = _bearer(request)
+            if token is None:
+                raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
+            idx = _match(token, api_keys)
+            if idx is None:
+                raise AuthenticationFailed("invalid API key")
+            request[keys.API_KEY_ID] = f"key-{idx}"
+    return await handler(request)
+
+
+MIDDLEWARES = (request_id, errors, metrics, auth)

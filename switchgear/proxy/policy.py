@@ -1,0 +1,95 @@
+"""Per-model policy: deadlines, retries, balancing, context length, fallback chain.
+
+``models.<name>`` settings override the gateway-wide ``timeouts`` / ``retries`` /
+``balancing``; models that appear only through discovery get the gateway defaults.
+Context lengths and fallback chains follow the model catalogue (:meth:`Policies.use`,
+called by :class:`~switchgear.proxy.catalog.ModelCatalog` whenever it changes), so the
+built-in catalogue, backend metadata and Consul KV reach fallback decisions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from switchgear.settings import Settings
+from switchgear.settings.gateway import Retries, Timeouts
+from switchgear.types import ModelInfo
+
+_CONTEXT_RE = re.compile(
+    r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long", re.I
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPolicy:
+    timeouts: Timeouts
+    retries: Retries
+    balancing: str
+    context_length: int | None
+    fallback: tuple[str, ...]
+    client_timeout: aiohttp.ClientTimeout
+
+
+def _client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
+    # ttft is enforced by the gateway around the first byte; aiohttp enforces the rest.
+    return aiohttp.ClientTimeout(
+        total=t.total, sock_connect=t.connect, sock_read=t.idle, ceil_threshold=60
+    )
+
+
+class Policies:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._default = self._make(None)
+        self._by_model = {name: self._make(name) for name in settings.models}
+
+    def use(self, infos: Mapping[str, ModelInfo]) -> None:
+        """Take context lengths and fallback chains from ``infos`` (the model catalogue)."""
+        names = dict.fromkeys([*self.settings.models, *infos])
+        self._by_model = {name: self._make(name, infos.get(name)) for name in names}
+
+    def _make(self, name: str | None, info: ModelInfo | None = None) -> ModelPolicy:
+        s = self.settings
+        m = s.models.get(name) if name is not None else None
+        timeouts = (m.timeouts if m and m.timeouts else None) or s.timeouts
+        if info is not None:
+            context, fallback = info.context_length, tuple(info.fallback)
+        else:
+            context, fallback = (m.context_length, tuple(m.fallback)) if m else (None, ())
+        return ModelPolicy(
+            timeouts=timeouts,
+            retries=(m.retries if m and m.retries else None) or s.retries,
+            balancing=(m.balancing if m and m.balancing else None) or s.balancing,
+            context_length=context,
+            fallback=fallback,
+            client_timeout=_client_timeout(timeouts),
+        )
+
+    def get(self, model: str) -> ModelPolicy:
+        return self._by_model.get(model, self._default)
+
+    def chain(self, model: str) -> list[str]:
+        """``model`` then its fallback list, each model once (fallbacks of fallbacks follow)."""
+        out = [model]
+        i = 0
+        while i < len(out):
+            for nxt in self.get(out[i]).fallback:
+                if nxt not in out:
+                    out.append(nxt)
+            i += 1
+        return out
+
+
+def is_context_error(payload: Any) -> bool:
+    """Does an upstream 400 body say the prompt exceeds the model's context?"""
+    if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict):
+        return False
+    err = payload["error"]
+    if err.get("code") == "context_length_exceeded":
+        return True
+    return bool(_CONTEXT_RE.search(str(err.get("message") or "")))

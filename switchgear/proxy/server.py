@@ -1,0 +1,144 @@
+"""Running the gateway: one process, or N processes sharing one port with SO_REUSEPORT.
+
+``serve_from_cli`` is what ``switchgear serve`` calls. Each process runs one event loop
+(uvloop when installed). SIGTERM/SIGINT stop accepting, let in-flight requests finish for
+up to ``shutdown_grace`` seconds, then close. With ``workers > 1`` the parent only starts,
+watches and signals its children; the kernel spreads connections over them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from switchgear.discovery.consul_client import ConsulACLError
+from switchgear.proxy.app import create_app
+from switchgear.settings import Settings, load_settings
+
+log = logging.getLogger("switchgear.proxy")
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{x-request-id}o'
+
+
+def runner_kwargs(settings: Settings) -> dict[str, Any]:
+    """AppRunner options shared by the CLI and tests: cancel handlers of gone clients."""
+    kw: dict[str, Any] = {"handler_cancellation": True, "shutdown_timeout": settings.shutdown_grace}
+    if settings.access_log:
+        kw["access_log"] = logging.getLogger("aiohttp.access")
+        kw["access_log_format"] = ACCESS_LOG_FORMAT
+    else:
+        kw["access_log"] = None
+    return kw
+
+
+async def start(
+    app: web.Application, settings: Settings, *, host: str, port: int, reuse_port: bool = False
+) -> web.AppRunner:
+    """Start ``app`` on host:port; returns the runner (``runner.addresses`` has the bound port)."""
+    runner = web.AppRunner(app, **runner_kwargs(settings))
+    try:
+        await runner.setup()
+    except BaseException:
+        await runner.cleanup()  # close what the contexts that did start opened
+        raise
+    ssl_context = None
+    if settings.listen.tls_cert and settings.listen.tls_key:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.listen.tls_cert, settings.listen.tls_key)
+    site = web.TCPSite(
+        runner, host, port, reuse_port=reuse_port or None, ssl_context=ssl_context, backlog=1024
+    )
+    await site.start()
+    return runner
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def _serve(settings: Settings, reuse_port: bool) -> None:
+    app = create_app(settings)
+    runner = await start(
+        app, settings, host=settings.listen.host, port=settings.listen.port, reuse_port=reuse_port
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    addr = runner.addresses[0] if runner.addresses else (settings.listen.host, settings.listen.port)
+    log.info("switchgear gateway listening on http://%s:%s (pid %d)", addr[0], addr[1], os.getpid())
+    try:
+        await stop.wait()
+    finally:
+        log.info(
+            "switchgear gateway (pid %d) draining for up to %.0fs",
+            os.getpid(),
+            settings.shutdown_grace,
+        )
+        await runner.cleanup()
+
+
+def run_process(settings: Settings, reuse_port: bool = False) -> int:
+    """Serve in this process until SIGTERM/SIGINT; 1 when a start-up check refused to start."""
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(_serve(settings, reuse_port))
+    except ConsulACLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+    return 0
+
+
+def _child(settings_json: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM; Ctrl-C reaches all
+    sys.exit(run_process(Settings.model_validate_json(settings_json), reuse_port=True))
+
+
+def serve_from_cli(
+    config: str | None, host: str | None, port: int | None, workers: int | None
+) -> int:
+    settings = load_settings(
+        config, **{"listen.host": host, "listen.port": port, "workers": workers}
+    )
+    if settings.workers == 1:
+        return run_process(settings)
+    if settings.listen.port == 0:
+        print("error: --workers > 1 needs a fixed port", file=sys.stderr)
+        return 2
+    ctx = multiprocessing.get_context("spawn")
+    payload = settings.model_dump_json()
+    procs = [
+        ctx.Process(target=_child, args=(payload,), name=f"switchgear-gateway-{i}")
+        for i in range(settings.workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)

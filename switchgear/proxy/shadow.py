@@ -1,0 +1,83 @@
+"""Shadow traffic: after the client has its answer, the same request goes to a candidate model.
+
+The canary plugin (:mod:`switchgear.plugins.builtin.canary`) decides which requests to
+mirror and leaves a :class:`~switchgear.plugins.builtin.canary.ShadowPlan` in
+``ctx.attributes``; :func:`start_shadow` runs its :func:`~switchgear.plugins.builtin.canary.mirror`
+in a background task, through the gateway's normal upstream path (backends, adapters,
+retries), never streamed. The candidate's answer is recorded by the plugin, never returned.
+
+Resource rules: tasks live in ``app[SHADOW_TASKS]``; at most :data:`MAX_IN_FLIGHT` run at
+once (more are dropped with a warning: shadow traffic must not pile up behind a slow
+candidate); on cleanup they are cancelled and awaited, before the upstream session closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from switchgear.errors import UpstreamError
+from switchgear.plugins.builtin.canary import SHADOW_KEY, ShadowPlan, mirror
+from switchgear.proxy import keys
+from switchgear.proxy.answers import StreamAnswer
+from switchgear.types import RequestContext
+
+log = logging.getLogger("switchgear.proxy.shadow")
+
+MAX_IN_FLIGHT = 256
+
+
+def start_shadow(
+    app: web.Application,
+    ctx: RequestContext,
+    primary: Mapping[str, Any] | None,
+    primary_latency_s: float,
+) -> asyncio.Task[None] | None:
+    """Mirror ``ctx`` when a plugin planned it; returns the task (None when nothing to do)."""
+    plan = ctx.attributes.get(SHADOW_KEY)
+    if not isinstance(plan, ShadowPlan):
+        return None
+    tasks = app[keys.SHADOW_TASKS]
+    if len(tasks) >= MAX_IN_FLIGHT:
+        log.warning(
+            "dropping shadow request %s -> %s: %d already in flight",
+            ctx.request_id,
+            plan.model,
+            len(tasks),
+        )
+        return None
+    upstream = app[keys.UPSTREAM]
+
+    async def complete(shadow: RequestContext) -> Mapping[str, Any]:
+        answer = await upstream.run(shadow)
+        if isinstance(answer, StreamAnswer):  # a plugin turned streaming back on
+            await answer.close()
+            raise UpstreamError("the shadow request was answered as a stream")
+        return answer.body
+
+    task = asyncio.create_task(
+        mirror(plan, ctx, primary, primary_latency_s, complete),
+        name=f"shadow:{ctx.request_id}",
+    )
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+def setup_shadow(app: web.Application) -> None:
+    """Register after the upstream context, so that shadow tasks end before its session."""
+    running: set[asyncio.Task[None]] = set()
+    app[keys.SHADOW_TASKS] = running
+
+    async def shadow(app: web.Application) -> AsyncIterator[None]:
+        yield
+        tasks = [*running]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.cleanup_ctx.append(shadow)

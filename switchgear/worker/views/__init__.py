@@ -1,0 +1,1 @@
+"""The worker's routes, one module per endpoint family."""

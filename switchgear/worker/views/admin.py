@@ -1,0 +1,98 @@
+"""Admin routes (admin key, Bearer): /admin/swap, /admin/rollback, /admin/faults."""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from switchgear.errors import AuthenticationFailed, PermissionDenied
+from switchgear.settings.worker import ModelSpec
+from switchgear.worker.faults import Faults
+from switchgear.worker.keys import ADMIN_KEY, FAULTS, SLOT, SWAP_LISTENERS
+from switchgear.worker.views.common import json_response, parse
+
+
+class SwapBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_name_or_path: str
+    quantization: str | None = None
+    dtype: str | None = None
+    name: str | None = None
+    force: bool = False
+
+
+def require_admin(request: web.Request) -> None:
+    key = request.app[ADMIN_KEY]
+    if not key:
+        raise PermissionDenied(
+            "the admin API is disabled: set auth.admin_key or SWITCHGEAR_ADMIN_KEY"
+        )
+    header = request.headers.get("Authorization", "")
+    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise AuthenticationFailed("invalid admin key")
+
+
+async def notify_swap(app: web.Application, report: dict[str, Any]) -> None:
+    listeners = app[SWAP_LISTENERS]
+    for listener in list(listeners):
+        res = listener(app, report)
+        if inspect.isawaitable(res):
+            await res
+
+
+async def swap_to(app: web.Application, body: SwapBody) -> dict[str, Any]:
+    """Swap with the current spec's settings, overridden by what the body names."""
+    slot = app[SLOT]
+    base = slot.spec
+    update: dict[str, Any] = {
+        "model_name_or_path": body.model_name_or_path,
+        "quantization": body.quantization,
+    }
+    if body.dtype:
+        update["dtype"] = body.dtype
+    update["name"] = body.name if body.name else (base.name if base else None)
+    spec = ModelSpec.model_validate({**(base.model_dump() if base else {}), **update})
+    report = await slot.swap(spec, force=body.force)
+    out = report.to_dict()
+    if report.ok:
+        await notify_swap(app, out)
+    return out
+
+
+async def swap(request: web.Request) -> web.Response:
+    require_admin(request)
+    body: SwapBody = await parse(request, SwapBody)
+    out = await swap_to(request.app, body)
+    return json_response(out, 200 if out["ok"] else 422)
+
+
+async def rollback(request: web.Request) -> web.Response:
+    require_admin(request)
+    report = await request.app[SLOT].rollback()
+    out = report.to_dict()
+    if report.ok:
+        await notify_swap(request.app, out)
+    return json_response(out, 200 if report.ok else 422)
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    require_admin(request)
+    return json_response(request.app[FAULTS].model_dump())
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    require_admin(request)
+    body: Faults = await parse(request, Faults)
+    faults = request.app[FAULTS]
+    faults.delay_ms, faults.error_rate, faults.leak_mb_per_s = (
+        body.delay_ms,
+        body.error_rate,
+        body.leak_mb_per_s,
+    )
+    return json_response(faults.model_dump())

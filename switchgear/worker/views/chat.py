@@ -1,0 +1,113 @@
+"""POST /v1/chat/completions (the tokenizer's chat template)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from switchgear.errors import InvalidRequest
+from switchgear.worker.keys import SLOT
+from switchgear.worker.views.common import (
+    GenerationBody,
+    check_model,
+    collect,
+    completion_id,
+    events,
+    json_response,
+    now,
+    parse,
+    sampling,
+    stream_sse,
+    usage,
+)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatBody(GenerationBody):
+    messages: list[Message]
+
+
+def render(tokenizer: Any, messages: list[Message]) -> list[int]:
+    if not messages:
+        raise InvalidRequest("messages must not be empty", param="messages")
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidRequest(
+            "this model's tokenizer has no chat template and no adapter supplies one; "
+            "use /v1/completions or add a chat_template to the tokenizer",
+            param="messages",
+            code="chat_template_missing",
+        )
+    plain = []
+    for m in messages:
+        content = m.content
+        if isinstance(content, list):
+            content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+        plain.append({"role": m.role, "content": content or ""})
+    text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body: ChatBody = await parse(request, ChatBody)
+    engine = await request.app[SLOT].current()
+    bundle = engine.bundle
+    check_model(request, body.model, bundle.name)
+    ids = render(bundle.tokenizer, body.messages)
+    params = sampling(request, body, len(ids), bundle.context_length, "messages")
+    cid, created, model = completion_id("chatcmpl"), now(), bundle.name
+
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+
+        async def chunks() -> Any:
+            yield chunk({"role": "assistant", "content": ""}, None)
+            async for ev in events(request, ids, params):
+                yield chunk({"content": ev.text} if ev.text else {}, ev.finish_reason)
+                if ev.finish_reason and include_usage:
+                    yield {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage(ev.prompt_tokens, ev.completion_tokens),
+                    }
+
+        return await stream_sse(request, chunks())
+    text, last = await collect(request, ids, params)
+    return json_response(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": last.finish_reason,
+                }
+            ],
+            "usage": usage(last.prompt_tokens, last.completion_tokens),
+        }
+    )

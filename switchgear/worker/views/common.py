@@ -1,0 +1,156 @@
+"""Shared pieces of the OpenAI routes: request bodies, model check, generation, SSE."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchgear.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
+from switchgear.worker.engine import EngineClosed, GenEvent, SamplingParams
+from switchgear.worker.keys import SETTINGS, SLOT
+
+
+class GenerationBody(BaseModel):
+    """Fields common to chat and text completions (unknown OpenAI fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    n: int = Field(1, ge=1)
+    user: str | None = None
+
+
+async def parse(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        data = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        raise InvalidRequest(
+            f"{param}: {err['msg']}" if param else err["msg"], param=param
+        ) from None
+
+
+def check_model(request: web.Request, name: str | None, served: str) -> None:
+    if name and name != served:
+        raise ModelNotFound(
+            f"The model `{name}` does not exist. Available models: {served}", param="model"
+        )
+
+
+def sampling(
+    request: web.Request, body: GenerationBody, prompt_len: int, context: int, param: str
+) -> SamplingParams:
+    if body.n != 1:
+        raise InvalidRequest("only n=1 is supported", param="n")
+    if prompt_len >= context:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context} tokens; your prompt has {prompt_len} tokens.",
+            param=param,
+        )
+    default = request.app[SETTINGS].worker.max_tokens_default  # type: ignore[union-attr]
+    wanted = body.max_completion_tokens or body.max_tokens or default
+    if prompt_len + wanted > context and (body.max_tokens or body.max_completion_tokens):
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context} tokens; you requested {prompt_len + wanted} "
+            f"tokens ({prompt_len} in the prompt, {wanted} for the completion).",
+            param="max_tokens",
+        )
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    if len(stop) > 4:
+        raise InvalidRequest("at most 4 stop sequences are allowed", param="stop")
+    return SamplingParams(
+        max_tokens=min(wanted, context - prompt_len),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop,
+    )
+
+
+async def events(
+    request: web.Request, ids: list[int], params: SamplingParams
+) -> AsyncIterator[GenEvent]:
+    """Generate on the current engine; a request that meets a closing engine moves to the new one."""
+    slot = request.app[SLOT]
+    for _ in range(3):
+        engine = await slot.current()
+        gen = engine.generate(ids, params)
+        try:
+            first = await gen.__anext__()
+        except EngineClosed:
+            await gen.aclose()
+            continue
+        try:
+            yield first
+            async for ev in gen:
+                yield ev
+        finally:
+            await gen.aclose()
+        return
+    raise EngineClosed("no engine accepted the request")
+
+
+def completion_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+async def collect(
+    request: web.Request, ids: list[int], params: SamplingParams
+) -> tuple[str, GenEvent]:
+    parts: list[str] = []
+    last = GenEvent("", "stop", len(ids), 0)
+    async for ev in events(request, ids, params):
+        parts.append(ev.text)
+        last = ev
+    return "".join(parts), last
+
+
+async def stream_sse(
+    request: web.Request, chunks: AsyncIterator[dict[str, Any]]
+) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await resp.prepare(request)
+    async for chunk in chunks:
+        await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def now() -> int:
+    return int(time.time())

@@ -1,0 +1,5 @@
+"""Test doubles shared by every part's tests (see :mod:`tests.fakes.upstream`)."""
+
+from tests.fakes.upstream import FakeUpstream, Fault, Recorded
+
+__all__ = ["Fault", "FakeUpstream", "Recorded"]
