@@ -2,11 +2,78 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from switchgear.settings.base import Section
 
+METRICS = (
+    "latency_p50",
+    "latency_p95",
+    "ttft",
+    "error_rate",
+    "rps",
+    "queue_depth",
+    "memory_rss",
+    "gpu_allocated",
+    "gpu_reserved",
+)
+
+
+class EventSettings(Section):
+    """Hysteresis: open after ``open_after`` ticks at or above ``open_score``, close after
+    ``close_after`` ticks below ``close_score``."""
+
+    open_score: float = Field(0.5, gt=0, le=1)
+    close_score: float = Field(0.3, ge=0, le=1)
+    open_after: int = Field(3, ge=1)
+    close_after: int = Field(30, ge=1)
+    keep_recent: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> EventSettings:
+        if self.close_score > self.open_score:
+            raise ValueError("close_score must not exceed open_score")
+        return self
+
+
+class ScalingSettings(Section):
+    """Requests/s forecast against capacity; bounds and cool-down of the scale hook."""
+
+    enabled: bool = False
+    rps_per_replica: float = Field(10.0, gt=0)
+    horizon_s: float = Field(60.0, gt=0)
+    idle_rps: float = Field(0.1, ge=0)
+    idle_for_s: float = Field(600.0, gt=0)
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, ge=1)
+    cooldown_s: float = Field(120.0, ge=0)
+
+
+class PolicySettings(Section):
+    eject_metrics: list[str] = Field(default_factory=lambda: ["latency_p95", "ttft", "error_rate"])
+    memory_metrics: list[str] = Field(default_factory=lambda: ["memory_rss", "gpu_allocated"])
+    probe_interval_s: float = Field(10.0, gt=0)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+
 
 class DetectorSettings(Section):
+    """Which detectors run on which metric, at what resolution, and how events open.
+
+    ``detectors`` maps a metric name (or ``"*"``) to a detector name registered through the
+    ``register_detectors`` hook; ``params`` passes keyword arguments to a detector factory.
+    """
+
     enabled: bool = False
     resolution_s: float = Field(1.0, gt=0)
+    history: int = Field(3600, ge=10)
+    detectors: dict[str, str] = Field(default_factory=lambda: {"*": "baseline"})
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    scrape_interval_s: float = Field(5.0, gt=0)
+    max_fit_workers: int = Field(1, ge=1)
+    events: EventSettings = Field(default_factory=EventSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+
+    def detector_for(self, metric: str) -> str:
+        return self.detectors.get(metric, self.detectors.get("*", "baseline"))

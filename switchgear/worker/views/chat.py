@@ -1,4 +1,9 @@
-"""POST /v1/chat/completions (the tokenizer's chat template)."""
+"""POST /v1/chat/completions (the tokenizer's chat template).
+
+``continue_final_message: true`` (with ``add_generation_prompt: false``), as vLLM accepts it:
+the last message must be the assistant's and the answer continues its text instead of
+starting a new turn. The gateway uses it to resume a stream cut on another backend.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +38,11 @@ class Message(BaseModel):
 
 class ChatBody(GenerationBody):
     messages: list[Message]
+    continue_final_message: bool = False
+    add_generation_prompt: bool = True
 
 
-def render(tokenizer: Any, messages: list[Message]) -> list[int]:
+def render(tokenizer: Any, messages: list[Message], *, continue_final: bool = False) -> list[int]:
     if not messages:
         raise InvalidRequest("messages must not be empty", param="messages")
     if not getattr(tokenizer, "chat_template", None):
@@ -51,7 +58,17 @@ def render(tokenizer: Any, messages: list[Message]) -> list[int]:
         if isinstance(content, list):
             content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
         plain.append({"role": m.role, "content": content or ""})
-    text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
+    if continue_final:
+        if plain[-1]["role"] != "assistant" or not plain[-1]["content"]:
+            raise InvalidRequest(
+                "continue_final_message needs a final assistant message with text",
+                param="messages",
+            )
+        text = tokenizer.apply_chat_template(
+            plain, tokenize=False, add_generation_prompt=False, continue_final_message=True
+        )
+    else:
+        text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -60,7 +77,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     engine = await request.app[SLOT].current()
     bundle = engine.bundle
     check_model(request, body.model, bundle.name)
-    ids = render(bundle.tokenizer, body.messages)
+    if body.continue_final_message and body.add_generation_prompt:
+        raise InvalidRequest(
+            "continue_final_message and add_generation_prompt cannot both be true",
+            param="add_generation_prompt",
+        )
+    ids = render(bundle.tokenizer, body.messages, continue_final=body.continue_final_message)
     params = sampling(request, body, len(ids), bundle.context_length, "messages")
     cid, created, model = completion_id("chatcmpl"), now(), bundle.name
 

@@ -1,0 +1,195 @@
+"""The action policy: anomaly events in, actions on the gateway out.
+
+- A latency / TTFT / error-rate anomaly on a backend ejects it; when the event closes the
+  backend is probed and readmitted if healthy (:meth:`Policy.reprobe` retries the rest).
+- When every backend of a model is ejected, the model falls back along its chain; the
+  first readmitted backend restores it.
+- A memory anomaly (leak or trend) on a worker restarts it, scaling out first when it is
+  the only replica.
+- :class:`Autoscaler` turns a requests/s history into a replica count (Holt forecast over a
+  horizon against per-replica capacity; sustained idle scales in), bounded and cooled down.
+Every action is recorded for ``/admin/actions``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from switchgear.detector.control import GatewayControl
+from switchgear.settings.detector import PolicySettings, ScalingSettings
+from switchgear.types import Action, AnomalyEvent
+
+
+class Autoscaler:
+    """Replica decisions for one model from its total requests/s, one point per tick."""
+
+    def __init__(self, settings: ScalingSettings, resolution_s: float = 1.0) -> None:
+        self.s = settings
+        self.resolution_s = resolution_s
+        self.last_change = -math.inf
+
+    def forecast(self, rps: Sequence[float], alpha: float = 0.1, beta: float = 0.05) -> float:
+        """Holt's linear trend, ``horizon_s`` ahead of the last point."""
+        if not rps:
+            return 0.0
+        level, trend = rps[0], 0.0
+        for x in rps[1:]:
+            prev = level
+            level = alpha * x + (1 - alpha) * (level + trend)
+            trend = beta * (level - prev) + (1 - beta) * trend
+        return max(0.0, level + trend * self.s.horizon_s / self.resolution_s)
+
+    def desired(self, rps: Sequence[float], current: int, now: float) -> int | None:
+        """The replica count to ask for, or None to stay (bounds and cool-down applied)."""
+        if now - self.last_change < self.s.cooldown_s:
+            return None
+        want = current
+        need = math.ceil(self.forecast(rps) / self.s.rps_per_replica)
+        idle_points = int(self.s.idle_for_s / self.resolution_s)
+        if need > current:
+            want = need
+        elif len(rps) >= idle_points and max(rps[-idle_points:]) <= self.s.idle_rps:
+            want = current - 1
+        want = max(self.s.min_replicas, min(self.s.max_replicas, want))
+        if want == current:
+            return None
+        self.last_change = now
+        return want
+
+
+class Policy:
+    def __init__(self, settings: PolicySettings | None = None, *, keep: int = 500) -> None:
+        self.settings = settings or PolicySettings()
+        self.actions: deque[Action] = deque(maxlen=keep)
+        self.ejected: dict[str, str] = {}  # backend id -> model
+        self.open_events: dict[str, AnomalyEvent] = {}  # backend id -> ejecting event
+        self.fallback_active: set[str] = set()
+        self.scalers: dict[str, Autoscaler] = {}
+
+    def _record(
+        self,
+        kind: str,
+        target: str,
+        reason: str,
+        event: AnomalyEvent | None = None,
+        **detail: object,
+    ) -> Action:
+        action = Action(
+            kind=kind,
+            target=target,
+            reason=reason,
+            event_id=event.id if event else None,
+            detail=detail,
+        )
+        self.actions.append(action)
+        return action
+
+    async def handle(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
+        if event.backend_id is None:
+            return []
+        if event.metric in self.settings.eject_metrics:
+            if event.open:
+                return await self._eject(event, control)
+            return await self._recovered(event, control)
+        if event.metric in self.settings.memory_metrics and event.open:
+            return await self._restart(event, control)
+        return []
+
+    async def _eject(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
+        backend_id, model = event.backend_id, event.model
+        assert backend_id is not None
+        out: list[Action] = []
+        self.open_events[backend_id] = event
+        if backend_id not in self.ejected:
+            reason = f"{event.metric} anomaly (score {event.score:.2f})"
+            await control.eject(backend_id, reason)
+            self.ejected[backend_id] = model or ""
+            out.append(self._record("eject", backend_id, reason, event))
+        if model and model not in self.fallback_active:
+            ids = {b.id for b in control.backends(model)}
+            if ids and ids <= set(self.ejected):
+                await control.set_fallback(model, True)
+                self.fallback_active.add(model)
+                out.append(self._record("fallback", model, "all backends ejected", event))
+        return out
+
+    async def _recovered(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
+        assert event.backend_id is not None
+        self.open_events.pop(event.backend_id, None)
+        return await self._readmit(event.backend_id, control, event)
+
+    async def _readmit(
+        self, backend_id: str, control: GatewayControl, event: AnomalyEvent | None
+    ) -> list[Action]:
+        if backend_id not in self.ejected or backend_id in self.open_events:
+            return []
+        if not await control.probe(backend_id):
+            return []
+        model = self.ejected.pop(backend_id)
+        await control.readmit(backend_id)
+        out = [self._record("readmit", backend_id, "anomaly closed and probe healthy", event)]
+        if model in self.fallback_active:
+            await control.set_fallback(model, False)
+            self.fallback_active.discard(model)
+            out.append(self._record("restore", model, f"{backend_id} healthy again", event))
+        return out
+
+    async def reprobe(self, control: GatewayControl) -> list[Action]:
+        """Probe ejected backends whose anomaly has closed; readmit the healthy ones."""
+        out: list[Action] = []
+        for backend_id in list(self.ejected):
+            out += await self._readmit(backend_id, control, None)
+        return out
+
+    async def _restart(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
+        backend_id, model = event.backend_id, event.model
+        assert backend_id is not None
+        out: list[Action] = []
+        reason = f"{event.metric} growth (score {event.score:.2f})"
+        replicas = len(control.backends(model)) if model else 0
+        if model and replicas <= 1:
+            result = await control.scale(model, replicas + 1)
+            out.append(
+                self._record(
+                    "scale_up",
+                    model,
+                    "scale out before restarting the only replica",
+                    event,
+                    replicas=result.replicas if result else None,
+                )
+            )
+        await control.restart(backend_id)
+        out.append(self._record("restart", backend_id, reason, event))
+        return out
+
+    async def autoscale(
+        self,
+        model: str,
+        rps: Sequence[float],
+        control: GatewayControl,
+        now: float | None = None,
+        resolution_s: float = 1.0,
+    ) -> list[Action]:
+        """Evaluate scaling for ``model`` from its requests/s history (one point per tick)."""
+        if not self.settings.scaling.enabled:
+            return []
+        scaler = self.scalers.setdefault(model, Autoscaler(self.settings.scaling, resolution_s))
+        current = len(control.backends(model))
+        want = scaler.desired(rps, current, time.time() if now is None else now)
+        if want is None:
+            return []
+        result = await control.scale(model, want)
+        kind = "scale_up" if want > current else "scale_down"
+        return [
+            self._record(
+                kind,
+                model,
+                f"forecast {scaler.forecast(rps):.1f} rps for {current} replicas",
+                None,
+                replicas=want,
+                reached=result.replicas if result else None,
+            )
+        ]

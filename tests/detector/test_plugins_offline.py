@@ -1,0 +1,107 @@
+"""The built-in detector, policy and scaler plugins, and ``switchgear detect``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from switchgear import hookimpl
+from switchgear.cli import main
+from switchgear.detector.baseline import Baseline
+from switchgear.detector.registry import detector_factories, make_detector
+from switchgear.errors import ConfigError
+from switchgear.plugins.builtin.scaler import LocalScaler
+from switchgear.plugins.manager import call_hook, first_result, make_plugin_manager
+from switchgear.types import ScaleRequest
+from tests.detector.test_policy import FakeGateway, event
+
+BUILTINS = (
+    "switchgear.plugins.builtin.detectors",
+    "switchgear.plugins.builtin.policy",
+    "switchgear.plugins.builtin.scaler",
+)
+
+
+class Constant:
+    name = "baseline"
+
+    def update(self, value: float) -> float:
+        return 0.25
+
+    def fit_task(self) -> None:
+        return None
+
+    def install(self, fitted: object) -> None:
+        return None
+
+    def contributions(self) -> dict[str, float]:
+        return {"constant": 0.25}
+
+
+class ThirdParty:
+    @hookimpl
+    def register_detectors(self, register):  # type: ignore[no-untyped-def]
+        register("baseline", Constant)
+        register("constant", Constant)
+
+
+def test_hook_register_detectors() -> None:
+    pm = make_plugin_manager(load_entrypoints=False, builtins=BUILTINS)
+    factories = detector_factories(pm)
+    assert {"baseline", "stl", "lstm", "ensemble"} <= set(factories)
+    assert isinstance(make_detector("baseline", factories), Baseline)
+    pm.register(ThirdParty(), name="third")  # a third party overrides a built-in name
+    factories = detector_factories(pm)
+    assert isinstance(factories["baseline"](), Constant) and "constant" in factories
+    with pytest.raises(ConfigError, match="unknown detector 'nope'"):
+        make_detector("nope", factories)
+
+
+async def test_hook_on_anomaly() -> None:
+    pm = make_plugin_manager(load_entrypoints=False, builtins=BUILTINS)
+    gw = FakeGateway({"m": ["a", "b"]})
+    results = await call_hook(pm, "on_anomaly", event=event("a"), gateway=gw)
+    assert [[a.kind for a in r] for r in results] == [["eject"]]
+    # the policy's state lives with the gateway: a second event on it is not re-ejected
+    assert await call_hook(pm, "on_anomaly", event=event("a"), gateway=gw) == []
+
+
+async def test_hook_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    pm = make_plugin_manager(load_entrypoints=False, builtins=BUILTINS)
+    request = ScaleRequest("m", replicas=2, current=0, reason="test")
+    assert await first_result(pm, "scale", request=request) is None  # not configured
+    # a worker stand-in that runs until terminated
+    scaler = LocalScaler([sys.executable, "-c", "import sys; sys.stdin.read()", "{port}"])
+    pm.register(scaler, name="local-scaler")
+    try:
+        up = await first_result(pm, "scale", request=request)
+        assert up.replicas == 2 and up.started == ("m-0", "m-1")
+        ports = {p.port for p in scaler.procs["m"]}
+        assert len(ports) == 2
+        down = await first_result(pm, "scale", request=ScaleRequest("m", 1, 2, "idle"))
+        assert down.replicas == 1 and down.stopped == ("m-1",)
+    finally:
+        await scaler.close()
+    assert scaler.procs["m"] == []
+
+
+def test_detect_cli_writes_nab_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(1)
+    values = 10 + rng.normal(0, 1, 800)
+    values[700:] += 10
+    ts = pd.date_range("2024-01-01", periods=800, freq="5min").strftime("%Y-%m-%d %H:%M:%S")
+    src = tmp_path / "series.csv"
+    pd.DataFrame({"timestamp": ts, "value": values}).to_csv(src, index=False)
+    out = tmp_path / "scored.csv"
+    assert main(["detect", str(src), "--detector", "baseline", "--out", str(out)]) == 0
+    scored = pd.read_csv(out)
+    assert list(scored.columns) == ["timestamp", "value", "anomaly_score"]
+    assert len(scored) == 800 and scored["timestamp"].tolist() == list(ts)
+    assert scored["anomaly_score"].between(0, 1).all()
+    assert scored["anomaly_score"][700:720].max() >= 0.5
+    assert main(["detect", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err

@@ -1,0 +1,136 @@
+"""The policy against a fake gateway implementing GatewayControl."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from switchgear.detector.control import GatewayControl
+from switchgear.detector.policy import Autoscaler, Policy
+from switchgear.settings.detector import PolicySettings, ScalingSettings
+from switchgear.types import AnomalyEvent, Backend, ScaleResult
+
+
+class FakeGateway:
+    def __init__(self, backends: dict[str, list[str]]) -> None:
+        self.models = backends
+        self.calls: list[tuple[object, ...]] = []
+        self.healthy: set[str] = {b for ids in backends.values() for b in ids}
+
+    def backends(self, model: str) -> Sequence[Backend]:
+        return [
+            Backend(id=b, model=model, url=f"http://{b}/v1") for b in self.models.get(model, [])
+        ]
+
+    async def eject(self, backend_id: str, reason: str) -> None:
+        self.calls.append(("eject", backend_id))
+
+    async def readmit(self, backend_id: str) -> None:
+        self.calls.append(("readmit", backend_id))
+
+    async def probe(self, backend_id: str) -> bool:
+        self.calls.append(("probe", backend_id))
+        return backend_id in self.healthy
+
+    async def set_fallback(self, model: str, active: bool) -> None:
+        self.calls.append(("fallback", model, active))
+
+    async def restart(self, backend_id: str) -> None:
+        self.calls.append(("restart", backend_id))
+
+    async def scale(self, model: str, replicas: int) -> ScaleResult | None:
+        self.calls.append(("scale", model, replicas))
+        self.models[model] = [f"{model}-{i}" for i in range(replicas)]
+        return ScaleResult(model, replicas)
+
+
+def event(backend: str, metric: str = "latency_p95", model: str = "m") -> AnomalyEvent:
+    return AnomalyEvent(
+        id=f"e-{backend}-{metric}",
+        metric=metric,
+        score=0.9,
+        started_at=1.0,
+        backend_id=backend,
+        model=model,
+    )
+
+
+def closed(e: AnomalyEvent) -> AnomalyEvent:
+    return dataclasses.replace(e, ended_at=2.0)
+
+
+async def test_latency_anomaly_ejects_then_readmits_when_healthy() -> None:
+    gw = FakeGateway({"m": ["a", "b"]})
+    assert isinstance(gw, GatewayControl)
+    policy = Policy()
+    e = event("a")
+    actions = await policy.handle(e, gw)
+    assert [a.kind for a in actions] == ["eject"] and actions[0].event_id == e.id
+    assert ("fallback", "m", True) not in gw.calls  # b still serves
+    gw.healthy.discard("a")
+    assert await policy.handle(closed(e), gw) == []  # probe failed: stays ejected
+    gw.healthy.add("a")
+    readmitted = await policy.reprobe(gw)
+    assert [a.kind for a in readmitted] == ["readmit"] and ("readmit", "a") in gw.calls
+    assert [a.kind for a in policy.actions] == ["eject", "readmit"]
+
+
+async def test_all_backends_ejected_falls_back_and_recovery_restores() -> None:
+    gw = FakeGateway({"m": ["a", "b"]})
+    policy = Policy()
+    await policy.handle(event("a", "ttft"), gw)
+    actions = await policy.handle(event("b", "error_rate"), gw)
+    assert [a.kind for a in actions] == ["eject", "fallback"]
+    assert ("fallback", "m", True) in gw.calls
+    actions = await policy.handle(closed(event("b", "error_rate")), gw)
+    assert [a.kind for a in actions] == ["readmit", "restore"]
+    assert gw.calls[-1] == ("fallback", "m", False)
+
+
+async def test_memory_growth_restarts_and_scales_out_a_single_replica_first() -> None:
+    gw = FakeGateway({"m": ["a"]})
+    actions = await Policy().handle(event("a", "memory_rss"), gw)
+    assert [a.kind for a in actions] == ["scale_up", "restart"]
+    assert gw.calls == [("scale", "m", 2), ("restart", "a")]
+    gw = FakeGateway({"m": ["a", "b"]})
+    actions = await Policy().handle(event("a", "gpu_allocated"), gw)
+    assert [a.kind for a in actions] == ["restart"]
+
+
+async def test_other_metrics_and_closed_memory_events_do_nothing() -> None:
+    gw = FakeGateway({"m": ["a"]})
+    policy = Policy()
+    assert await policy.handle(event("a", "queue_depth"), gw) == []
+    assert await policy.handle(closed(event("a", "memory_rss")), gw) == []
+    assert gw.calls == []
+
+
+def test_autoscaler_forecast_bounds_and_cooldown() -> None:
+    s = ScalingSettings(
+        enabled=True,
+        rps_per_replica=10,
+        horizon_s=30,
+        idle_rps=0.5,
+        idle_for_s=20,
+        min_replicas=1,
+        max_replicas=3,
+        cooldown_s=100,
+    )
+    scaler = Autoscaler(s)
+    rising = [float(i) * 0.5 for i in range(40)]  # 0 -> 19.5 rps, +0.5/s
+    assert scaler.forecast(rising) > 19.5
+    assert scaler.desired(rising, current=1, now=0.0) == 3  # needs 4, bounded by max 3
+    assert scaler.desired(rising, current=1, now=50.0) is None  # cool-down
+    idle = [0.0] * 30
+    assert scaler.desired(idle, current=3, now=200.0) == 2
+    assert scaler.desired(idle, current=1, now=400.0) is None  # min replicas
+
+
+async def test_policy_autoscale_calls_scale() -> None:
+    gw = FakeGateway({"m": ["a"]})
+    settings = PolicySettings(
+        scaling=ScalingSettings(enabled=True, rps_per_replica=5, horizon_s=10, cooldown_s=0)
+    )
+    actions = await Policy(settings).autoscale("m", [12.0] * 20, gw, now=0.0)
+    assert [a.kind for a in actions] == ["scale_up"] and ("scale", "m", 3) in gw.calls
+    assert await Policy().autoscale("m", [100.0] * 20, gw) == []  # scaling disabled
