@@ -15,6 +15,16 @@ from typing import Any
 
 from switchgear.errors import ConfigError
 
+_ML_MODULES = {
+    "torch",
+    "transformers",
+    "optimum",
+    "onnxruntime",
+    "tokenizers",
+    "safetensors",
+    "psutil",
+}
+
 
 def _call(target: str, **kwargs: Any) -> int:
     module_name, func_name = target.split(":")
@@ -81,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--eval", dest="eval_file")
     sc.add_argument("--config", "-c")
 
-    sub.add_parser("doctor", help="check the environment before a swap").add_argument("--config", "-c")
+    sub.add_parser("doctor", help="check the environment before a swap").add_argument(
+        "--config", "-c"
+    )
 
     d = sub.add_parser("detect", help="score a timestamp,value CSV for anomalies")
     d.add_argument("file")
@@ -122,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _ML_MODULES:
+            raise
         print(f"error: {exc}. Install the extras: pip install 'switchgear[ml]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -132,40 +146,85 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "serve":
-        return _call("switchgear.proxy.server:serve_from_cli", config=args.config, host=args.host,
-                     port=args.port, workers=args.workers)
+        return _call(
+            "switchgear.proxy.server:serve_from_cli",
+            config=args.config,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+        )
     if cmd == "worker":
-        return _call("switchgear.worker.server:serve_from_cli", config=args.config,
-                     model_path=args.model_path, name=args.name, host=args.host, port=args.port,
-                     quantization=args.quantization, dtype=args.dtype, device=args.device)
+        return _call(
+            "switchgear.worker.server:serve_from_cli",
+            config=args.config,
+            model_path=args.model_path,
+            name=args.name,
+            host=args.host,
+            port=args.port,
+            quantization=args.quantization,
+            dtype=args.dtype,
+            device=args.device,
+        )
     if cmd == "up":
-        return _call("switchgear.launcher:up", worker_config=args.worker_config,
-                     gateway_config=args.gateway_config)
+        return _call(
+            "switchgear.launcher:up",
+            worker_config=args.worker_config,
+            gateway_config=args.gateway_config,
+        )
     if cmd == "config":
         return _call("switchgear.settings.check:check_file", path=args.file)
     if cmd == "model":
-        return _call("switchgear.worker.tiny:make_tiny_cli", out_dir=args.dir, arch=args.arch,
-                     seed=args.seed, layers=args.layers, hidden=args.hidden, vocab=args.vocab,
-                     fmt=args.format)
+        return _call(
+            "switchgear.worker.tiny:make_tiny_cli",
+            out_dir=args.dir,
+            arch=args.arch,
+            seed=args.seed,
+            layers=args.layers,
+            hidden=args.hidden,
+            vocab=args.vocab,
+            fmt=args.format,
+        )
     if cmd == "swap-check":
-        return _call("switchgear.worker.swapcheck:swap_check_cli", old=args.old, new=args.new,
-                     quantization=args.quantization, eval_file=args.eval_file, config=args.config)
+        return _call(
+            "switchgear.worker.swapcheck:swap_check_cli",
+            old=args.old,
+            new=args.new,
+            quantization=args.quantization,
+            eval_file=args.eval_file,
+            config=args.config,
+        )
     if cmd == "doctor":
         return _call("switchgear.worker.doctor:doctor_cli", config=args.config)
     if cmd == "detect":
-        return _call("switchgear.detector.offline:detect_cli", path=args.file,
-                     detector=args.detector, out=args.out)
+        return _call(
+            "switchgear.detector.offline:detect_cli",
+            path=args.file,
+            detector=args.detector,
+            out=args.out,
+        )
     if cmd == "plugins":
         if args.plugins_command == "list":
-            return _call("switchgear.plugins.commands:list_cli", config=args.config, as_json=args.json)
+            return _call(
+                "switchgear.plugins.commands:list_cli", config=args.config, as_json=args.json
+            )
         return _call(f"switchgear.plugins.commands:{args.plugins_command}_cli", names=args.names)
     if cmd == "register":
-        return _call("switchgear.discovery.commands:register_cli", url=args.url, model=args.model,
-                     dc=args.dc, service_id=args.service_id, protocol=args.protocol,
-                     meta=_meta(args.meta), config=args.config)
+        return _call(
+            "switchgear.discovery.commands:register_cli",
+            url=args.url,
+            model=args.model,
+            dc=args.dc,
+            service_id=args.service_id,
+            protocol=args.protocol,
+            meta=_meta(args.meta),
+            config=args.config,
+        )
     if cmd == "deregister":
-        return _call("switchgear.discovery.commands:deregister_cli", service_id=args.service_id,
-                     config=args.config)
+        return _call(
+            "switchgear.discovery.commands:deregister_cli",
+            service_id=args.service_id,
+            config=args.config,
+        )
     raise AssertionError(cmd)
 
 

@@ -98,7 +98,9 @@ class Adapter(Protocol):
 
     name: str
 
-    def prepare(self, backend: Backend, ctx: RequestContext, body: dict[str, Any]) -> PreparedRequest: ...
+    def prepare(
+        self, backend: Backend, ctx: RequestContext, body: dict[str, Any]
+    ) -> PreparedRequest: ...
 
     def decode(self, backend: Backend, ctx: RequestContext, payload: Any) -> dict[str, Any]: ...
 

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_minimal_file_loads_and_host_port_override(tmp_path: Path) -> None:
-    s = load_settings(ROOT / "config" / "minimal.yaml", **{"listen.host": "0.0.0.0", "listen.port": 9999})
+    s = load_settings(
+        ROOT / "config" / "minimal.yaml", **{"listen.host": "0.0.0.0", "listen.port": 9999}
+    )
     assert (s.listen.host, s.listen.port) == ("0.0.0.0", 9999)
     assert [b.url for b in s.backends] == ["http://127.0.0.1:9001/v1", "http://127.0.0.1:9002/v1"]
     assert {b.model for b in s.backends} == {"m1"}
@@ -29,8 +31,10 @@ def test_every_example_config_is_valid(name: str, monkeypatch: pytest.MonkeyPatc
 def test_env_substitution_and_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UPSTREAM_KEY", "sk-secret")
     s = parse_settings(
-        {"backends": [{"model": "m", "url": "http://h/v1", "api_key": "${UPSTREAM_KEY}"}],
-         "auth": {"admin_key": "${NOT_SET_ANYWHERE:-fallback}"}}
+        {
+            "backends": [{"model": "m", "url": "http://h/v1", "api_key": "${UPSTREAM_KEY}"}],
+            "auth": {"admin_key": "${NOT_SET_ANYWHERE:-fallback}"},
+        }
     )
     assert s.backends[0].api_key == "sk-secret"
     assert s.auth.resolved_admin_key() == "fallback"

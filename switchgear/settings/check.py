@@ -12,7 +12,9 @@ def check_file(path: str) -> int:
     print(f"  listen: {settings.listen.host}:{settings.listen.port} (workers: {settings.workers})")
     print(f"  static backends: {len(settings.backends)}; models: {', '.join(models) or '-'}")
     if settings.consul is not None:
-        print(f"  consul: {settings.consul.host}:{settings.consul.port} service={settings.consul.service}")
+        print(
+            f"  consul: {settings.consul.host}:{settings.consul.port} service={settings.consul.service}"
+        )
     if settings.worker is not None:
         print(f"  worker model: {settings.worker.model.model_name_or_path}")
     return 0
