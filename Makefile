@@ -11,6 +11,8 @@ TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 TINY := models/tiny
 
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 .PHONY: install run test check bench clean
 
 $(STAMP): pyproject.toml Makefile
@@ -28,7 +30,12 @@ $(TINY)/config.json: | $(STAMP)
 run: install $(TINY)/config.json
 	$(BIN)/switchgear up --worker config/worker.yaml --gateway config/gateway.yaml
 
-test: install
+# The dashboard's browser test drives Debian's chromium through chromedriver.
+/usr/bin/chromedriver:
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium chromium-driver >/dev/null
+
+test: install /usr/bin/chromedriver
 	$(PY) -m pytest -q -p no:cacheprovider
 
 check: install

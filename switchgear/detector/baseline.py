@@ -22,7 +22,7 @@ _MAD_TO_SD = math.sqrt(math.pi / 2.0)
 class RobustZ:
     """Huberised EWMA level and scale of one series; ``update`` returns |z| before learning."""
 
-    __slots__ = ("alpha", "beta", "clip", "floor", "level", "dev", "n")
+    __slots__ = ("alpha", "beta", "clip", "floor", "level", "dev", "n", "err")
 
     def __init__(
         self, *, alpha: float = 0.02, beta: float = 0.02, clip: float = 3.0, floor: float = 1e-9
@@ -34,6 +34,7 @@ class RobustZ:
         self.level = 0.0
         self.dev = 0.0
         self.n = 0
+        self.err = 0.0
 
     def update(self, x: float) -> float:
         if self.n == 0:
@@ -43,6 +44,7 @@ class RobustZ:
         self.n += 1
         scale = self.dev * _MAD_TO_SD + self.floor + 1e-6 * abs(self.level)
         err = x - self.level
+        self.err = abs(err)
         z = abs(err) / scale
         bound = self.clip * scale
         if err > bound:
@@ -82,9 +84,11 @@ class Baseline(SimpleDetector):
         self.lik = likelihood if likelihood is not None else Likelihood()
         self.last = 0.0
         self.raw = 0.0
+        self.err = 0.0  # |value - forecast| of the latest point, in the series' units
 
     def update(self, value: float) -> float:
         self.raw = squash(self.z.update(value), self.k)
+        self.err = self.z.err
         self.last = self.lik.update(self.raw)
         if self.range is not None and self.range.update(value) == 1.0:
             self.last = 1.0

@@ -23,6 +23,7 @@ import contextlib
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -63,6 +64,10 @@ class DetectorEngine:
         )
         self.detectors: dict[SeriesKey, Detector] = {}
         self.scores: dict[SeriesKey, float] = {}
+        # every series gets one value and one score per tick from its first tick on, so the
+        # tails of these buffers line up with the tail of ``tick_times``
+        self.tick_times: deque[float] = deque(maxlen=settings.history)
+        self.score_history: dict[SeriesKey, deque[float]] = {}
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(
             settings.max_fit_workers, thread_name_prefix="switchgear-fit"
@@ -84,7 +89,7 @@ class DetectorEngine:
         det = self.detectors.get(key)
         if det is None:
             name = self.settings.detector_for(key.metric)
-            det = self.factories[name](**self.settings.params.get(name, {}))
+            det = self.factories[name](**self.settings.params_for(name, key.metric))
             self.detectors[key] = det
         return det
 
@@ -96,6 +101,10 @@ class DetectorEngine:
             det = self._detector(key)
             score = det.update(value)
             self.scores[key] = score
+            hist = self.score_history.get(key)
+            if hist is None:
+                hist = self.score_history[key] = deque(maxlen=self.settings.history)
+            hist.append(score)
             task = det.fit_task()
             if task is not None:
                 self._schedule(det, task)
@@ -103,6 +112,7 @@ class DetectorEngine:
             if event is not None:
                 emitted.append(event)
         self.ticks += 1
+        self.tick_times.append(now)
         for event in emitted:
             await self._emit(event)
         return emitted
@@ -161,9 +171,13 @@ class DetectorEngine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await self.drain()
-            if self._own_executor:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for the fits in flight and release the executor (if the engine made it)."""
+        await self.drain()
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- views -------------------------------------------------------------------------
 
@@ -172,3 +186,15 @@ class DetectorEngine:
 
     def recent_events(self) -> list[AnomalyEvent]:
         return self.events.recent_events()
+
+    def points(
+        self, key: SeriesKey, since: float | None = None
+    ) -> list[tuple[float, float, float | None]]:
+        """``(tick time, value, score)`` of one series, oldest first, after ``since``."""
+        values = self.store.values(key)
+        times = list(self.tick_times)
+        n = min(len(values), len(times))
+        scores: list[float | None] = list(self.score_history.get(key, ()))
+        scores = ([None] * max(0, n - len(scores)) + scores)[-n:] if n else []
+        out = list(zip(times[len(times) - n :], values[len(values) - n :], scores, strict=True))
+        return out if since is None else [p for p in out if p[0] > since]

@@ -10,7 +10,10 @@ A mean no higher than one already in the history is never rarer than once in tha
 (``guard``), which keeps recurring bursts quiet. The tail probability ``q`` becomes
 ``log(q) / log(1e-10)`` in [0, 1], so 0.5 means "a 1-in-100,000 event under the recent
 regime". As in HTM, a red-zone value that follows another is damped to the yellow zone, so
-a long anomaly alerts once rather than on every point. The first ``warmup`` points score 0.
+a long anomaly alerts once rather than on every point; "follows" means within
+``refractory`` points (default ``short``: while the previous red point is still inside the
+averaging window, the same surprise is being counted again). The first ``warmup`` points
+score 0.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class Likelihood:
         yellow: float = 1e-4,
         guard: bool = True,
         instant: bool = False,
+        refractory: int | None = None,
     ) -> None:
         self.short = short
         self.reestimate = reestimate
@@ -90,7 +94,8 @@ class Likelihood:
         self._means = _Tail(long, min_std)
         self._raws = _Tail(long, min_std) if instant else None
         self._n = 0
-        self._prev_red = False
+        self.refractory = short if refractory is None else refractory
+        self._last_red = -(10**9)
 
     def update(self, raw: float) -> float:
         if len(self._recent) == self.short:
@@ -114,11 +119,9 @@ class Likelihood:
         if n <= self.warmup:
             return 0.0
         if tail < self.red:
-            if self._prev_red:
+            if n - self._last_red <= self.refractory:
                 tail = self.yellow
-            self._prev_red = True
-        else:
-            self._prev_red = False
+            self._last_red = n
         return min(1.0, max(0.0, math.log(tail + 1e-10) / _LOG_EPS))
 
 

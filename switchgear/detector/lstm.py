@@ -1,4 +1,4 @@
-"""The LSTM detector: a small forecaster trained online, scored with a dynamic threshold.
+"""The LSTM detector: a small forecaster trained online, scored by its error in scales.
 
 A one-layer LSTM (``hidden`` units) reads the last ``window`` points, normalised by the
 training window's mean and deviation, and predicts the next one. Every ``refit_every``
@@ -6,14 +6,14 @@ points a fit task snapshots the last ``train_on`` points and trains a fresh copy
 ``epochs`` passes (Adam) in an executor — never on the event loop; the trained weights are
 installed when it finishes and the previous model serves until then.
 
-Scoring follows Hundman et al. (KDD 2018, "Detecting spacecraft anomalies using LSTMs and
-nonparametric dynamic thresholding"): prediction errors are smoothed with an EWMA, and
-every ``threshold_every`` points the threshold ``eps = mean + z * sd`` of the recent
-smoothed errors is chosen over ``z`` in 2..10 to maximise ``(dmean/mean + dsd/sd) /
-(#above + #sequences^2)`` — the cut that removes the most spread with the fewest, most
-compact anomalous points. The raw score is ``0.5 * e / eps`` below the threshold and
-rises from 0.5 towards 1 above it; with ``likelihood`` (the default) it then goes through
-the same likelihood stage as the other detectors, which on NAB more than doubles its score.
+Each point's absolute forecast error is divided by the robust scale of the last
+``errors_kept`` errors (1.4826 × their median, re-estimated every ``threshold_every``
+points) and squashed exactly as the other detectors' deviations are
+(:func:`~switchgear.detector.baseline.squash`), so its raw surprise is on their scale and
+the ensemble can average it with theirs; with ``likelihood`` (the default) it then goes
+through the same likelihood stage. (Hundman et al.'s nonparametric dynamic threshold,
+used before, put the raw score on a scale of its own and scored lower on NAB; ``smoothing``
+is still accepted for configuration compatibility and no longer used.)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from switchgear.detector.base import FitTask
+from switchgear.detector.baseline import squash
 from switchgear.detector.likelihood import Likelihood, NewRange
 
 
@@ -79,27 +80,6 @@ def train(
     return TrainedLSTM({k: v.detach().clone() for k, v in net.state_dict().items()}, mean, sd)
 
 
-def dynamic_threshold(errors: np.ndarray, zs: np.ndarray | None = None) -> float:
-    """Hundman et al.'s nonparametric threshold over smoothed errors."""
-    mu, sd = float(errors.mean()), float(errors.std())
-    if sd == 0:
-        return mu + 1e-9
-    best, eps_best = -math.inf, mu + 10 * sd
-    for z in zs if zs is not None else np.arange(2.0, 10.5, 0.5):
-        eps = mu + z * sd
-        below = errors[errors < eps]
-        above = errors >= eps
-        n_above = int(above.sum())
-        if n_above == 0 or len(below) < 2:
-            continue
-        seqs = int(np.count_nonzero(np.diff(above.astype(np.int8)) == 1) + above[0])
-        gain = (mu - below.mean()) / mu + (sd - below.std()) / sd if mu > 0 else 0.0
-        value = gain / (n_above + seqs**2)
-        if value > best:
-            best, eps_best = value, eps
-    return eps_best
-
-
 class LSTMDetector:
     """See the module docstring. ``update`` runs one forward pass once a model exists."""
 
@@ -127,10 +107,11 @@ class LSTMDetector:
         self.seed = seed
         self.history: deque[float] = deque(maxlen=max(train_on, window + 1))
         self.errors: deque[float] = deque(maxlen=errors_kept)
-        self.alpha = 2.0 / (smoothing + 1)
         self.threshold_every = threshold_every
-        self.smoothed = 0.0
-        self.eps = math.inf
+        self.scale = 0.0
+        self.err = math.nan  # |value - forecast| of the latest point (nan: no forecast yet)
+        self.block_raw: np.ndarray = np.zeros(0)
+        self.block_err: np.ndarray = np.zeros(0)
         self.n = 0
         self.fitted_at = -1
         self.pending = False
@@ -155,21 +136,16 @@ class LSTMDetector:
 
     def _score(self, value: float, predicted: float | None) -> float:
         score = 0.0
+        self.err = math.nan
         if predicted is not None:
-            err = abs(value - predicted) / self.norm[1]
-            self.smoothed += self.alpha * (err - self.smoothed)
-            self.errors.append(self.smoothed)
-            if len(self.errors) >= 50 and (
-                self.n % self.threshold_every == 0 or math.isinf(self.eps)
-            ):
-                self.eps = dynamic_threshold(np.fromiter(self.errors, dtype=float))
-            if not math.isinf(self.eps) and self.eps > 0:
-                e = self.smoothed
-                if e < self.eps:
-                    score = 0.5 * e / self.eps
-                else:
-                    spread = float(np.std(self.errors)) + 1e-9
-                    score = 1.0 - 0.5 * math.exp(-(e - self.eps) / spread)
+            self.err = abs(value - predicted)
+            err = self.err / self.norm[1]
+            self.errors.append(err)
+            if len(self.errors) >= 50 and (self.n % self.threshold_every == 0 or self.scale == 0):
+                # |error| of a normal forecast error: median = 0.6745 sd
+                self.scale = 1.4826 * float(np.median(np.fromiter(self.errors, dtype=float)))
+            if self.scale > 0:
+                score = squash(err / (self.scale + 1e-9))
         self.history.append(value)
         self.n += 1
         self.raw = score
@@ -188,6 +164,8 @@ class LSTMDetector:
         import torch
 
         out = np.empty(len(values))
+        raws = np.empty(len(values))
+        errs = np.empty(len(values))
         i = 0
         while i < len(values):
             due = self.min_train if self.fitted_at < 0 else self.fitted_at + self.refit_every
@@ -206,10 +184,14 @@ class LSTMDetector:
                         preds[k - first] = float(p) * sd + mean
             for j in range(i, end):
                 out[j] = self._score(float(values[j]), preds[j - i])
+                raws[j] = self.raw
+                errs[j] = self.err
                 task = self.fit_task()
                 if task is not None:
                     self.install(task())
             i = end
+        self.block_raw = raws
+        self.block_err = errs
         return out
 
     def fit_task(self) -> FitTask | None:

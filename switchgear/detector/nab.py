@@ -2,11 +2,13 @@
 
 Per file: the first 15% of rows (at most 750) is probationary and not scored. A row inside
 an anomaly window at relative position ``p = -(right - i + 1) / width`` (from -1 at the
-window's start towards 0 at its end) is worth ``tpWeight * sigma(p)``; only the best (the
-earliest) detection of a window counts, a window with none costs ``fnWeight``. A detection
+window's start towards 0 at its end) is worth ``tpWeight * sigma(p) / sigma(-1)`` (so a
+detection on a window's first row earns exactly ``tpWeight``, as NAB's sweeper divides by
+``maxTP``); only the best (the earliest) detection of a window counts, a window with none
+costs ``fnWeight``. A detection
 outside any window costs ``fpWeight * sigma(p)`` with ``p = |i - right_prev| / (width_prev -
 1)`` after a window (so detections just after a window cost less) and ``fpWeight`` before
-any window. ``sigma(p) = 2 / (1 + e^{5p}) - 1`` for p <= 3, else -1. The threshold is one
+any window. ``sigma(p) = 2 / (1 + e^{5p}) - 1`` for p < 3, else -1. The threshold is one
 value for the whole corpus, swept over every distinct score per profile; the normalised
 score is ``100 * (raw - null) / (perfect - null)`` with ``null = -fnWeight * windows`` and
 ``perfect = tpWeight * windows``.
@@ -78,7 +80,11 @@ class Corpus:
 
 
 def scaled_sigmoid(p: float) -> float:
-    return -1.0 if p > 3.0 else 2.0 / (1.0 + math.exp(5.0 * p)) - 1.0
+    return -1.0 if p >= 3.0 else 2.0 / (1.0 + math.exp(5.0 * p)) - 1.0
+
+
+# NAB's sweeper scales true positives by 1 / sigma(-1), so the earliest row is worth tpWeight
+MAX_TP = scaled_sigmoid(-1.0)
 
 
 def probation(n: int) -> int:
@@ -106,7 +112,7 @@ def file_rows(
             w += 1
         if w < len(limits) and limits[w][0] <= i <= limits[w][1]:
             lo, hi = limits[w]
-            sigma[i] = scaled_sigmoid(-(hi - i + 1) / (hi - lo + 1))
+            sigma[i] = scaled_sigmoid(-(hi - i + 1) / (hi - lo + 1)) / MAX_TP
             window[i] = w
         elif prev is None:
             sigma[i] = -1.0

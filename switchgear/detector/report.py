@@ -1,4 +1,4 @@
-"""What the admin API and ``/metrics`` show of the detector (mounted by the gateway later).
+"""What the admin API and ``/metrics`` show of the detector (mounted by the gateway).
 
 ``anomalies_payload`` and ``actions_payload`` are the JSON bodies of ``GET
 /admin/anomalies`` and ``GET /admin/actions``; :class:`DetectorMetrics` defines the
@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from switchgear.detector.engine import DetectorEngine
 from switchgear.types import Action, AnomalyEvent
 
 
@@ -43,10 +44,33 @@ def actions_payload(actions: Iterable[Action]) -> dict[str, Any]:
     return {"actions": [action_dict(a) for a in reversed(list(actions))]}
 
 
+def series_payload(engine: DetectorEngine, since: float | None) -> dict[str, Any]:
+    """``GET /admin/series``: every series' ``[ts, value, score|null]`` points after ``since``."""
+    series = []
+    for key in list(engine.store.series):
+        points = engine.points(key, since)
+        if points:
+            series.append(
+                {
+                    "backend_id": key.backend_id,
+                    "model": key.model,
+                    "metric": key.metric,
+                    "points": [list(p) for p in points],
+                }
+            )
+    return {"resolution_s": engine.settings.resolution_s, "series": series}
+
+
 class DetectorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events = Counter(
             "switchgear_anomalies_total", "Anomaly events opened", ["metric"], registry=registry
+        )
+        self.closed = Counter(
+            "switchgear_anomalies_closed_total",
+            "Anomaly events closed",
+            ["metric"],
+            registry=registry,
         )
         self.open = Gauge("switchgear_anomalies_open", "Anomaly events open now", registry=registry)
         self.actions = Counter(
@@ -56,6 +80,8 @@ class DetectorMetrics:
     def on_event(self, event: AnomalyEvent, open_now: int) -> None:
         if event.open:
             self.events.labels(event.metric).inc()
+        else:
+            self.closed.labels(event.metric).inc()
         self.open.set(open_now)
 
     def on_actions(self, actions: Iterable[Action]) -> None:

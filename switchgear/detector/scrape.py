@@ -42,12 +42,17 @@ async def scrape_once(
     session: aiohttp.ClientSession,
     backends: Iterable[Backend],
     timeout_s: float = 2.0,
+    concurrency: int = 16,
 ) -> int:
-    """Scrape every backend concurrently; returns how many answered."""
+    """Scrape every backend, at most ``concurrency`` at once; returns how many answered."""
     targets = list(backends)
-    results = await asyncio.gather(
-        *(scrape(session, metrics_url(b), timeout_s) for b in targets), return_exceptions=True
-    )
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(backend: Backend) -> list[Sample]:
+        async with gate:
+            return await scrape(session, metrics_url(backend), timeout_s)
+
+    results = await asyncio.gather(*(one(b) for b in targets), return_exceptions=True)
     ok = 0
     for backend, result in zip(targets, results, strict=True):
         if isinstance(result, BaseException):
@@ -64,6 +69,7 @@ async def scrape_loop(
     backends: Callable[[], Iterable[Backend]],
 ) -> None:
     """Scrape every ``scrape_interval_s`` until cancelled (run it as a cleanup_ctx task)."""
+    s = engine.settings
     while True:
-        await scrape_once(engine, session, backends())
+        await scrape_once(engine, session, backends(), s.scrape_timeout_s, s.scrape_concurrency)
         await asyncio.sleep(engine.settings.scrape_interval_s)

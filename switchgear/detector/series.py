@@ -22,11 +22,9 @@ from switchgear.types import Observation
 
 # Prometheus metric name -> our metric name, for the switchgear worker, vLLM and TGI.
 METRIC_NAMES: dict[str, str] = {
-    # switchgear worker
+    # switchgear worker (switchgear/worker/metrics.py)
     "switchgear_worker_queue_depth": "queue_depth",
-    "switchgear_worker_memory_rss_bytes": "memory_rss",
-    "switchgear_worker_gpu_allocated_bytes": "gpu_allocated",
-    "switchgear_worker_gpu_reserved_bytes": "gpu_reserved",
+    "switchgear_worker_rss_bytes": "memory_rss",
     "process_resident_memory_bytes": "memory_rss",
     # vLLM
     "vllm:num_requests_waiting": "queue_depth",
@@ -36,6 +34,17 @@ METRIC_NAMES: dict[str, str] = {
     "tgi_queue_size": "queue_depth",
     "tgi_batch_current_size": "running",
 }
+
+# Metrics whose label picks our name: (Prometheus name, label) -> label value -> our name.
+# The worker exports CUDA memory as one family, ``kind`` = allocated | reserved | peak, per
+# ``device``; devices are summed.
+LABELLED_NAMES: dict[tuple[str, str], dict[str, str]] = {
+    ("switchgear_worker_cuda_memory_bytes", "kind"): {
+        "allocated": "gpu_allocated",
+        "reserved": "gpu_reserved",
+    },
+}
+_LABELLED_BY_NAME = {name: (label, table) for (name, label), table in LABELLED_NAMES.items()}
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(?:\s+\S+)?$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -74,6 +83,9 @@ def map_samples(samples: Iterable[Sample]) -> dict[str, float]:
     out: dict[str, float] = {}
     for s in samples:
         metric = METRIC_NAMES.get(s.name)
+        if metric is None and s.name in _LABELLED_BY_NAME:
+            label, table = _LABELLED_BY_NAME[s.name]
+            metric = table.get(s.labels.get(label, ""))
         if metric is not None and math.isfinite(s.value):
             out[metric] = out.get(metric, 0.0) + s.value
     return out

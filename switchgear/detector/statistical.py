@@ -3,11 +3,14 @@
 Every ``refit_every`` points a fit task snapshots the last ``window`` points and, off the
 loop, looks for a season with the autocorrelation function (the highest local peak above
 ``min_acf`` at a lag of at least ``min_period``). With a season it fits a robust STL and
-keeps the last cycle of the seasonal component, the trend's last value and the residuals'
-robust scale; without one it fits ``SimpleExpSmoothing`` for the smoothing constant. Each
-point is then scored by its standardised one-step-ahead residual against ``level +
-season[phase]``; the level follows the deseasonalised series with the fitted constant
-(Huberised, so a spike does not move it). Raw residuals go through the likelihood stage.
+keeps the last cycle of the seasonal component, the trend's last value and a scale for
+every phase of the season (the robust spread, at that phase and its neighbours, of the
+detrended series' change from one cycle to the next: an honest forecast error, where STL's
+in-sample residuals, fitted to the noise of the few cycles in the window, are not); without
+a season it fits ``SimpleExpSmoothing`` for the smoothing constant. Each point is then
+scored by its one-step-ahead residual against ``level + season[phase]`` in its phase's
+scale; the level follows the deseasonalised series with the fitted constant (Huberised, so
+a spike does not move it). Raw residuals go through the likelihood stage.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,13 +30,15 @@ from switchgear.detector.likelihood import Likelihood, NewRange
 
 @dataclass(frozen=True, slots=True)
 class SeasonalModel:
-    """A fitted model: seasonal profile (empty = none), level at ``end``, alpha and scale."""
+    """A fitted model: seasonal profile (empty = none), level at ``end``, alpha, scale and the
+    scale of each phase of the season (empty = none; the same phase indexing as ``season``)."""
 
     season: np.ndarray
     level: float
     alpha: float
     scale: float
     end: int  # count of points seen when the snapshot was taken
+    scales: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def find_period(y: np.ndarray, min_period: int, max_period: int, min_acf: float) -> int:
@@ -71,6 +76,7 @@ def fit_model(y: np.ndarray, end: int, min_period: int, min_acf: float) -> Seaso
             season = np.asarray(res.seasonal[-period:], dtype=float)
             resid = np.asarray(res.resid, dtype=float)
             level = float(res.trend[-1])
+            level_curve = np.asarray(res.trend, dtype=float)
             alpha = 0.05
             deseason = y - np.asarray(res.seasonal, dtype=float)
         else:
@@ -82,6 +88,7 @@ def fit_model(y: np.ndarray, end: int, min_period: int, min_acf: float) -> Seaso
             level = float(fit.level[-1])
             season = np.zeros(0)
             deseason = y
+            level_curve = y
     # STL's residuals understate one-step errors (the smoothers see both sides of a point);
     # the robust spread of first differences of the deseasonalised series does not.
     d = np.diff(deseason)
@@ -90,7 +97,33 @@ def fit_model(y: np.ndarray, end: int, min_period: int, min_acf: float) -> Seaso
         float(np.median(np.abs(resid - np.median(resid)))),
     )
     scale = max(1.4826 * mad, float(np.std(resid)) * 0.1, floor)
-    return SeasonalModel(season, level, alpha, scale, end)
+    scales = np.zeros(0)
+    if period:
+        # STL's seasonal follows the few cycles a window holds closely, noise included, so
+        # its residuals understate the error of forecasting the next cycle; the change of
+        # the detrended series from one cycle to the next (over sqrt 2) does not.
+        detrended = y - level_curve
+        dev = np.abs(detrended[period:] - detrended[:-period]) / math.sqrt(2.0)
+        phase = 1.4826 * phase_median(dev, period)
+        scale = max(scale, float(np.median(phase)))
+        scales = np.maximum(phase, 0.5 * scale)
+    return SeasonalModel(season, level, alpha, scale, end, scales)
+
+
+def phase_median(dev: np.ndarray, period: int) -> np.ndarray:
+    """Median of ``dev`` at each phase of the season (phase 0 = ``period`` points before the
+    end), pooled over neighbouring phases (``period // 48``, at least 2, each side) so the few
+    cycles a window holds give enough samples. Noise often depends on the phase (a busy
+    daytime is noisier than the night); one scale for all phases makes the quiet ones deaf
+    and the noisy ones raise alarms every cycle."""
+    n = len(dev)
+    cycles = -(-n // period)
+    flat = np.full(cycles * period, np.nan)
+    flat[cycles * period - n :] = dev
+    grid = flat.reshape(cycles, period)
+    h = max(2, period // 48)
+    pooled = np.concatenate([np.roll(grid, k, axis=1) for k in range(-h, h + 1)], axis=0)
+    return np.asarray(np.nanmedian(pooled, axis=0), dtype=float)
 
 
 class Statistical:
@@ -125,6 +158,7 @@ class Statistical:
         self.pending = False
         self.last = 0.0
         self.raw = 0.0
+        self.err = math.nan  # |value - forecast| of the latest point (nan: no forecast yet)
 
     def _forecast(self, i: int) -> float:
         m = self.model
@@ -137,12 +171,17 @@ class Statistical:
         m = self.model
         assert m is not None
         err = x - self._forecast(i)
-        bound = self.clip * m.scale
+        self.err = abs(err)
+        scale = float(m.scales[(i - m.end) % len(m.scales)]) if len(m.scales) else m.scale
+        bound = self.clip * scale
         self.level += m.alpha * max(-bound, min(bound, err))
-        return abs(err) / m.scale
+        return abs(err) / scale
 
     def update(self, value: float) -> float:
-        z = self._learn(self.n, value) if self.model is not None else 0.0
+        z = 0.0
+        self.err = math.nan
+        if self.model is not None:
+            z = self._learn(self.n, value)
         self.history.append(value)
         self.n += 1
         self.raw = squash(z, self.k)

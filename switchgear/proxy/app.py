@@ -26,12 +26,24 @@ from switchgear.plugins.manager import call_hook, call_hook_sync, make_plugin_ma
 from switchgear.proxy import keys
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.catalog import ModelCatalog
+from switchgear.proxy.detection import setup_detection
 from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.middlewares import MIDDLEWARES
 from switchgear.proxy.policy import Policies
+from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.shadow import setup_shadow
 from switchgear.proxy.upstream import Upstream
-from switchgear.proxy.views import admin, chat, completions, embeddings, health, models
+from switchgear.proxy.views import (
+    admin,
+    anomalies,
+    chat,
+    completions,
+    embeddings,
+    health,
+    models,
+    openapi,
+)
+from switchgear.proxy.views.dashboard import setup_dashboard
 from switchgear.settings import Settings
 from switchgear.types import ModelInfo, Observation
 
@@ -49,9 +61,11 @@ def create_app(
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.limits.max_body_bytes)
     setup_state(app, settings, pm)
     setup_routes(app)
+    setup_dashboard(app)
     setup_discovery(app)
     setup_upstream(app)
     setup_shadow(app)
+    setup_detection(app)
     setup_lifecycle(app)
     return app
 
@@ -72,10 +86,11 @@ def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManag
     app[keys.API_KEYS] = tuple(k.encode() for k in settings.auth.resolved_api_keys())
     admin_key = settings.auth.resolved_admin_key()
     app[keys.ADMIN_KEY] = (admin_key.encode(),) if admin_key else ()
+    app[keys.RATE_LIMITER] = RateLimiter(settings.rate_limits)
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (chat, completions, embeddings, models, health, admin):
+    for module in (chat, completions, embeddings, models, health, admin, anomalies, openapi):
         module.setup(app)
 
     def register(method: str, path: str, handler: Callable[..., object]) -> None:

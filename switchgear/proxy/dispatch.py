@@ -25,6 +25,11 @@ _INT_FIELDS = ("max_tokens", "max_completion_tokens", "n")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
+    if keys.BODY in request:  # parsed by the rate limiter already
+        body = request[keys.BODY]
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        return body
     limit = request.app[keys.SETTINGS].limits.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
@@ -150,4 +155,7 @@ async def dispatch(
         start_shadow(app, ctx, None, time.perf_counter() - t0)
         return resp
     start_shadow(app, ctx, answer.body, time.perf_counter() - t0)
+    usage = answer.body.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+        request[keys.TOKENS_USED] = usage["total_tokens"]
     return json_response(ctx, answer)

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pluggy
 from aiohttp import web
 
+from switchgear.detector.service import DetectorService
 from switchgear.discovery.base import Registry
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.catalog import ModelCatalog
 from switchgear.proxy.metrics import Metrics
+from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.upstream import Upstream
 from switchgear.settings import Settings
 from switchgear.types import ModelInfo, Observation
+
+if TYPE_CHECKING:  # views.dashboard imports this module
+    from switchgear.proxy.views.dashboard import DashboardSources
 
 SETTINGS = web.AppKey("settings", Settings)
 PLUGINS = web.AppKey("plugins", pluggy.PluginManager)
@@ -39,6 +45,9 @@ SHADOW_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("shadow_tasks", s
 #: Discovery sources registered through the ``register_discovery`` hook.
 DISCOVERY_SOURCES: web.AppKey[list[object]] = web.AppKey("discovery_sources", list)
 
+#: The running detector (engine, policy, actions); absent when ``detector.enabled`` is false.
+DETECTOR = web.AppKey("detector", DetectorService)
+
 REQUEST_ID = web.RequestKey("request_id", str)
 #: Index of the API key that authenticated the request (never the key itself).
 API_KEY_ID = web.RequestKey("api_key_id", str)
@@ -49,3 +58,11 @@ ALIASES: web.AppKey[dict[str, str]] = web.AppKey("aliases", dict)
 #: The API keys (bytes) and the admin key, resolved once at startup.
 API_KEYS: web.AppKey[tuple[bytes, ...]] = web.AppKey("api_keys", tuple)
 ADMIN_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("admin_key", tuple)
+#: Anomalies, actions and series for the dashboard (views/dashboard.py); absent = detector off.
+DASHBOARD_SOURCES: web.AppKey[DashboardSources] = web.AppKey("dashboard_sources")
+#: Per-key request and token buckets (``rate_limits``).
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+#: The parsed JSON body, when a middleware already read it (dispatch reuses it).
+BODY: web.RequestKey[object] = web.RequestKey("body", object)
+#: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
+TOKENS_USED = web.RequestKey("tokens_used", int)

@@ -1,6 +1,6 @@
 """The gateway's middlewares, one job each, applied outermost first:
 
-``request_id`` → ``errors`` → ``metrics`` → ``auth``.
+``request_id`` → ``errors`` → ``metrics`` → ``auth`` → ``rate_limit``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from switchgear.errors import (
     AuthenticationFailed,
     InternalError,
     PermissionDenied,
+    RateLimited,
     for_status,
 )
 from switchgear.proxy import keys
+from switchgear.proxy.ratelimit import estimate_tokens
 
 log = logging.getLogger("switchgear.proxy")
 
@@ -162,4 +164,38 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-MIDDLEWARES = (request_id, errors, metrics, auth)
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Per-key requests and tokens per minute on /v1 POSTs (429 with Retry-After when over)."""
+    limiter = request.app[keys.RATE_LIMITER]
+    if not limiter.enabled or request.method != "POST" or not request.path.startswith("/v1/"):
+        return await handler(request)
+    key = request.get(keys.API_KEY_ID) or f"ip:{request.remote}"
+    estimate = 0
+    if limiter.limits(key).tokens_per_minute:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            body = None  # the handler reads it again and answers 400
+        else:
+            request[keys.BODY] = body
+        estimate = estimate_tokens(body)
+    refused = limiter.take(key, estimate)
+    if refused is not None:
+        which, wait = refused
+        lim = limiter.limits(key)
+        per_minute = lim.requests_per_minute if which == "requests" else lim.tokens_per_minute
+        raise RateLimited(
+            f"rate limit reached for {key}: {per_minute} {which} per minute; retry in {wait:.1f}s",
+            retry_after=wait,
+            headers={f"x-ratelimit-limit-{which}": str(per_minute)},
+        )
+    try:
+        return await handler(request)
+    finally:
+        used = request.get(keys.TOKENS_USED)
+        if used is not None:
+            limiter.settle(key, estimate, used)
+
+
+MIDDLEWARES = (request_id, errors, metrics, auth, rate_limit)

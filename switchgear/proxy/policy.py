@@ -33,6 +33,9 @@ class ModelPolicy:
     context_length: int | None
     fallback: tuple[str, ...]
     client_timeout: aiohttp.ClientTimeout
+    #: The model's backends accept a chat request whose final assistant message they continue
+    #: (``continue_final_message``): a stream cut on another backend may resume there.
+    supports_continuation: bool = False
 
 
 def _client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -47,6 +50,9 @@ class Policies:
         self.settings = settings
         self._default = self._make(None)
         self._by_model = {name: self._make(name) for name in settings.models}
+        #: Models the detector's policy sent to their fallback chain (``set_fallback``):
+        #: their chain starts at the first fallback while they are here.
+        self.in_fallback: set[str] = set()
 
     def use(self, infos: Mapping[str, ModelInfo]) -> None:
         """Take context lengths and fallback chains from ``infos`` (the model catalogue)."""
@@ -59,8 +65,10 @@ class Policies:
         timeouts = (m.timeouts if m and m.timeouts else None) or s.timeouts
         if info is not None:
             context, fallback = info.context_length, tuple(info.fallback)
+            continues = info.supports_continuation
         else:
             context, fallback = (m.context_length, tuple(m.fallback)) if m else (None, ())
+            continues = m.supports_continuation if m else False
         return ModelPolicy(
             timeouts=timeouts,
             retries=(m.retries if m and m.retries else None) or s.retries,
@@ -68,6 +76,7 @@ class Policies:
             context_length=context,
             fallback=fallback,
             client_timeout=_client_timeout(timeouts),
+            supports_continuation=continues,
         )
 
     def get(self, model: str) -> ModelPolicy:
@@ -82,6 +91,8 @@ class Policies:
                 if nxt not in out:
                     out.append(nxt)
             i += 1
+        if model in self.in_fallback and len(out) > 1:
+            return out[1:]
         return out
 
 

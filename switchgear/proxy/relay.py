@@ -1,8 +1,10 @@
 """Sending answers to the client: JSON bodies, and SSE streams relayed chunk by chunk.
 
 A stream is never buffered: each upstream chunk is written as soon as it is decoded. Once
-the first byte reached the client, a failure cannot be retried; the client then receives an
-OpenAI-shaped in-band error event and no ``[DONE]``, so a cut answer never looks complete.
+the first byte reached the client, a failed chat stream is continued on another backend when
+a model of the chain supports continuation (:mod:`switchgear.proxy.resume`); otherwise the
+client receives an OpenAI-shaped in-band error event and no ``[DONE]``, so a cut answer never
+looks complete.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import aiohttp
 import orjson
 import pluggy
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from switchgear.errors import APIError, UpstreamError, UpstreamTimeout
 from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
-from switchgear.proxy.keys import REQUEST_ID
+from switchgear.proxy.keys import REQUEST_ID, TOKENS_USED, UPSTREAM
+from switchgear.proxy.resume import Transcript, resume
 from switchgear.types import RequestContext
 
 log = logging.getLogger("switchgear.proxy.relay")
@@ -61,50 +65,103 @@ async def relay_stream(
     headers.update(SSE_HEADERS)
     headers["x-request-id"] = request[REQUEST_ID]
     resp = web.StreamResponse(status=200, headers=headers)
-    backend, att = answer.backend, answer.attempt
+    transcript = Transcript()
+    complete = False
+    try:
+        try:
+            await resp.prepare(request)
+        except BaseException:
+            answer.attempt.failed(499, "client_gone", fault=False)
+            raise
+        while True:
+            try:
+                tokens = await _pump(resp, ctx, answer, pm, transcript)
+            except _ClientGone as gone:
+                answer.attempt.failed(499, "client_gone", fault=False, tokens=gone.tokens)
+                return resp
+            except asyncio.CancelledError:
+                answer.attempt.failed(499, "cancelled", fault=False)
+                raise
+            except Exception as exc:
+                err, reason = _stream_error(exc, answer.backend.id)
+                log.warning(
+                    "request %s: stream from %s failed after the first byte: %s",
+                    ctx.request_id,
+                    answer.backend.id,
+                    reason,
+                )
+                answer.attempt.failed(err.status, reason, tokens=getattr(exc, "tokens", 0))
+                await answer.close(complete=False)
+                try:
+                    nxt = await resume(request.app[UPSTREAM], ctx, transcript, answer)
+                except Exception:
+                    log.exception("request %s: resuming the stream failed", ctx.request_id)
+                    nxt = None
+                if nxt is not None:
+                    answer = nxt
+                    continue
+                try:
+                    await resp.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
+                except ConnectionResetError:
+                    return resp
+                break
+            try:
+                await resp.write(DONE)
+            except ConnectionResetError:
+                answer.attempt.failed(499, "client_gone", fault=False, tokens=tokens)
+                return resp
+            answer.attempt.done(200, tokens)
+            complete = True
+            break
+    finally:
+        await answer.close(complete=complete)
+        if transcript.total_tokens is not None:
+            request[TOKENS_USED] = transcript.total_tokens
+    await resp.write_eof()
+    return resp
+
+
+class _ClientGone(Exception):
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+
+
+async def _pump(
+    resp: web.StreamResponse,
+    ctx: RequestContext,
+    answer: StreamAnswer,
+    pm: pluggy.PluginManager,
+    transcript: Transcript,
+) -> int:
+    """Relay ``answer``'s chunks until its end; returns the chunks with choices relayed.
+
+    Upstream failures propagate with a ``tokens`` attribute; a client that went away
+    raises :class:`_ClientGone`.
+    """
+    backend = answer.backend
     rename = answer.model if answer.fallback_from is not None else None
     tokens = 0
-    complete = False
-    writing = True
+    chunk = answer.first
+    answer.first = None  # a resumed answer must not replay it
     try:
-        await resp.prepare(request)
-        chunk = answer.first
         while chunk is not None:
             tokens += _tokens(chunk)
             if rename is not None and "model" in chunk:
                 chunk["model"] = rename
+            chunk = transcript.adopt(chunk)
             chunk = chain_sync(pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend)
-            writing = True
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-            writing = False
+            try:
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            except ConnectionResetError:
+                raise _ClientGone(tokens) from None
+            transcript.record(chunk)
             chunk = await anext(answer.chunks, None)
-        writing = True
-        await resp.write(DONE)
-        att.done(200, tokens)
-        complete = True
-    except asyncio.CancelledError:
-        att.failed(499, "cancelled", fault=False, tokens=tokens)
+    except (_ClientGone, asyncio.CancelledError):
         raise
     except Exception as exc:
-        if writing and isinstance(exc, ConnectionResetError):  # the client went away mid-stream
-            att.failed(499, "client_gone", fault=False, tokens=tokens)
-            return resp
-        err, reason = _stream_error(exc, backend.id)
-        log.warning(
-            "request %s: stream from %s failed after the first byte: %s",
-            ctx.request_id,
-            backend.id,
-            reason,
-        )
-        att.failed(err.status, reason, tokens=tokens)
-        try:
-            await resp.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
-        except ConnectionResetError:
-            return resp
-    finally:
-        await answer.close(complete=complete)
-    await resp.write_eof()
-    return resp
+        exc.tokens = tokens  # type: ignore[attr-defined]
+        raise
+    return tokens
 
 
 def _stream_error(exc: BaseException, backend_id: str) -> tuple[APIError, str]:
@@ -116,6 +173,8 @@ def _stream_error(exc: BaseException, backend_id: str) -> tuple[APIError, str]:
         ), "stream_reset"
     if isinstance(exc, APIError):
         return exc, "stream_error"
+    if isinstance(exc, HttpProcessingError):  # e.g. an SSE line longer than the read buffer
+        return UpstreamError(f"backend {backend_id} sent a malformed stream"), "stream_malformed"
     log.exception("unexpected error while relaying a stream from %s", backend_id)
     return UpstreamError("the stream failed"), "stream_internal"
 

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pluggy
+from aiohttp.http_exceptions import HttpProcessingError
 
 from switchgear.discovery.base import Registry
 from switchgear.errors import (
@@ -72,18 +73,28 @@ class Upstream:
         self.session, self.pm, self.registry, self.state = session, pm, registry, state
         self.policies, self.observe, self.on_retry = policies, observe, on_retry
 
-    async def run(self, ctx: RequestContext) -> Answer | StreamAnswer:
-        """Answer ``ctx`` from its model or the fallback chain; raises the APIError to send."""
+    async def run(
+        self,
+        ctx: RequestContext,
+        *,
+        models: list[str] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Answer | StreamAnswer:
+        """Answer ``ctx`` from its model or the fallback chain; raises the APIError to send.
+
+        ``models`` replaces the chain and ``exclude`` names backends not to use (a resumed
+        stream must not go back to the backend that just failed it).
+        """
         first = ctx.model
         error: APIError | None = None
         min_context: int | None = None
-        for model in self.policies.chain(first):
+        for model in models if models is not None else self.policies.chain(first):
             pol = self.policies.get(model)
             if min_context is not None and (pol.context_length or 0) <= min_context:
                 continue
             ctx.model = model
             try:
-                answer = await self._try_model(ctx, model, pol)
+                answer = await self._try_model(ctx, model, pol, exclude)
             except _ModelFailed as exc:
                 if exc.context:
                     min_context = pol.context_length or 0
@@ -97,10 +108,12 @@ class Upstream:
         raise error or NoHealthyBackend(f"no healthy backend for model {first}")
 
     async def _try_model(
-        self, ctx: RequestContext, model: str, pol: ModelPolicy
+        self, ctx: RequestContext, model: str, pol: ModelPolicy, exclude: frozenset[str]
     ) -> Answer | StreamAnswer:
         state = self.state
-        candidates = [b for b in self.registry.backends(model) if state.healthy(b.id)]
+        candidates = [
+            b for b in self.registry.backends(model) if state.healthy(b.id) and b.id not in exclude
+        ]
         if not candidates:
             raise _ModelFailed(NoHealthyBackend(f"no healthy backend for model {model}"))
         if len(candidates) > 1:
@@ -219,6 +232,11 @@ class Upstream:
         except UpstreamError as exc:
             att.failed(502, "bad_response")
             raise _Retryable(exc, "bad_response") from None
+        except HttpProcessingError:  # e.g. an SSE line longer than the read buffer
+            att.failed(502, "bad_response")
+            raise _Retryable(
+                UpstreamError(f"backend {backend.id} sent a malformed response"), "bad_response"
+            ) from None
         except asyncio.CancelledError:
             att.failed(499, "cancelled", fault=False)
             raise

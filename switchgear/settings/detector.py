@@ -55,14 +55,31 @@ class PolicySettings(Section):
     eject_metrics: list[str] = Field(default_factory=lambda: ["latency_p95", "ttft", "error_rate"])
     memory_metrics: list[str] = Field(default_factory=lambda: ["memory_rss", "gpu_allocated"])
     probe_interval_s: float = Field(10.0, gt=0)
+    #: A probe (GET ``/health``, then the backend's ``/models``) slower than this fails, so a
+    #: backend that is still slow stays ejected.
+    probe_timeout_s: float = Field(2.0, gt=0)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+
+
+class ScalerSettings(Section):
+    """The built-in local scaler: ``switchgear worker`` processes from a worker config.
+
+    ``worker_configs`` maps a model name (or ``"*"``) to a worker YAML file; each process runs
+    it with ``--name MODEL --port PORT`` on a free port of ``host``. Unset = no local scaling.
+    """
+
+    worker_configs: dict[str, str] = Field(default_factory=dict)
+    host: str = "127.0.0.1"
+    ready_timeout_s: float = Field(120.0, gt=0)
+    stop_timeout_s: float = Field(10.0, gt=0)
 
 
 class DetectorSettings(Section):
     """Which detectors run on which metric, at what resolution, and how events open.
 
     ``detectors`` maps a metric name (or ``"*"``) to a detector name registered through the
-    ``register_detectors`` hook; ``params`` passes keyword arguments to a detector factory.
+    ``register_detectors`` hook; ``params`` passes keyword arguments to a detector factory,
+    and ``params["<name>@<metric>"]`` overrides them for one metric.
     """
 
     enabled: bool = False
@@ -71,9 +88,21 @@ class DetectorSettings(Section):
     detectors: dict[str, str] = Field(default_factory=lambda: {"*": "baseline"})
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     scrape_interval_s: float = Field(5.0, gt=0)
+    scrape_timeout_s: float = Field(2.0, gt=0)
+    #: At most this many ``/metrics`` requests in flight at once.
+    scrape_concurrency: int = Field(16, ge=1)
+    #: Bound of one ``on_anomaly`` or ``scale`` call (a scale-out waits for a worker to load).
+    action_timeout_s: float = Field(180.0, gt=0)
+    #: A crashed background task of the detector restarts after this, doubling to 30 s.
+    restart_backoff_s: float = Field(0.5, gt=0)
     max_fit_workers: int = Field(1, ge=1)
     events: EventSettings = Field(default_factory=EventSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    scaler: ScalerSettings = Field(default_factory=ScalerSettings)
 
     def detector_for(self, metric: str) -> str:
         return self.detectors.get(metric, self.detectors.get("*", "baseline"))
+
+    def params_for(self, name: str, metric: str) -> dict[str, Any]:
+        """``params[name]`` updated by ``params["name@metric"]`` (per-metric parameters)."""
+        return {**self.params.get(name, {}), **self.params.get(f"{name}@{metric}", {})}

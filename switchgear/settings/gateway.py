@@ -29,6 +29,9 @@ class Auth(Section):
     admin_key: str | None = None
     admin_key_file: str | None = None
     admin_localhost_only: bool = False
+    #: /dashboard answers loopback clients without the admin key (turn off behind a
+    #: reverse proxy on the same host: every request would then come from loopback).
+    dashboard_localhost: bool = True
 
     def resolved_api_keys(self) -> list[str]:
         keys = list(self.api_keys)
@@ -117,6 +120,31 @@ class Limits(Section):
     upstream_connections: int = Field(default=1024, ge=1)
 
 
+class RateLimit(Section):
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+
+
+class RateLimits(RateLimit):
+    """Per-key limits on /v1: every API key gets these, unless ``keys`` names it.
+
+    ``keys`` is keyed by the key's id as logs and metrics show it: ``key-0`` for the first
+    configured API key, ``key-1`` for the second... (never the secret itself). When no API
+    keys are configured, each client address is limited instead (``ip:ADDRESS``). Unset
+    limits are unlimited; 429 answers carry ``Retry-After``.
+    """
+
+    keys: dict[str, RateLimit] = Field(default_factory=dict)
+
+    def for_key(self, key: str) -> RateLimit:
+        return self.keys.get(key) or self
+
+    def enabled(self) -> bool:
+        return any(
+            lim.requests_per_minute or lim.tokens_per_minute for lim in (self, *self.keys.values())
+        )
+
+
 class ExternalBackends(Section):
     """Which URLs ``POST /admin/backends`` may register in Consul.
 
@@ -137,6 +165,7 @@ class GatewaySection(Section):
     workers: int = Field(default=1, ge=1, le=64)
     auth: Auth = Field(default_factory=lambda: Auth.model_validate({}))
     limits: Limits = Field(default_factory=lambda: Limits.model_validate({}))
+    rate_limits: RateLimits = Field(default_factory=lambda: RateLimits.model_validate({}))
     backends: list[StaticBackend] = Field(default_factory=list)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=lambda: Timeouts.model_validate({}))

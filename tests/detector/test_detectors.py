@@ -57,3 +57,24 @@ def test_quiet_on_clean_series(name: str) -> None:
 def test_finds_planted_anomaly(name: str, case: str) -> None:
     scores = score_series(ANOMALIES[case].values, None, MAKERS[name]())
     assert scores[AT : AT + 100].max() >= THRESHOLD, f"{name} missed {case}"
+
+
+def test_ensemble_weights_follow_forecast_skill() -> None:
+    """On a seasonal series the season-aware member forecasts better and weighs more."""
+    det = ensemble(members={"baseline": {}, "stl": {}})
+    seasonal = next(c for c in clean_cases() if c.name == "seasonal")
+    score_series(seasonal.values, None, det)
+    assert det.mae["stl"] < 0.5 * det.mae["baseline"]
+
+
+def test_red_zone_is_damped_within_the_averaging_window() -> None:
+    from switchgear.detector.likelihood import Likelihood
+
+    rng = np.random.default_rng(0)
+    lik = Likelihood()
+    for r in rng.uniform(0.0, 0.1, 400):
+        lik.update(float(r))
+    assert lik.update(1.0) >= THRESHOLD  # a first surprise alerts
+    for r in rng.uniform(0.0, 0.1, 4):
+        lik.update(float(r))
+    assert lik.update(1.0) < THRESHOLD  # the same surprise 5 points later does not

@@ -84,9 +84,23 @@ async def test_tick_scores_series_and_emits_events() -> None:
 
 async def test_scraped_gauges_become_series() -> None:
     engine = DetectorEngine(settings(), {"threshold": lambda: Threshold(limit=5)})
-    engine.add_samples("w1", "m", parse_prometheus("switchgear_worker_memory_rss_bytes 9"))
+    engine.add_samples("w1", "m", parse_prometheus("switchgear_worker_rss_bytes 9"))
     await engine.tick()
     assert engine.scores[SeriesKey("w1", "m", "memory_rss")] == 1.0
+
+
+async def test_points_pair_tick_times_values_and_scores() -> None:
+    clock = iter(range(100, 200))
+    engine = DetectorEngine(
+        settings(), {"threshold": lambda: Threshold(limit=5)}, clock=lambda: float(next(clock))
+    )
+    await engine.tick()  # no series yet
+    for value in (1, 9):
+        engine.add_samples("w1", "m", parse_prometheus(f"switchgear_worker_rss_bytes {value}"))
+        await engine.tick()
+    key = SeriesKey("w1", "m", "memory_rss")
+    assert engine.points(key) == [(101.0, 1.0, 0.0), (102.0, 9.0, 1.0)]
+    assert engine.points(key, since=101.0) == [(102.0, 9.0, 1.0)]
 
 
 async def test_running_context_ticks_on_its_own_and_stops_cleanly() -> None:

@@ -28,8 +28,9 @@ PROM = """
 # TYPE vllm:num_requests_waiting gauge
 vllm:num_requests_waiting{model_name="m"} 7.0
 tgi_queue_size 3
-switchgear_worker_gpu_allocated_bytes{device="0"} 100
-switchgear_worker_gpu_allocated_bytes{device="1"} 50
+switchgear_worker_cuda_memory_bytes{device="cuda0",kind="allocated"} 100
+switchgear_worker_cuda_memory_bytes{device="cuda1",kind="allocated"} 50
+switchgear_worker_cuda_memory_bytes{device="cuda0",kind="peak"} 999
 process_resident_memory_bytes 1.5e9
 http_requests_total{path="/a b",code="200"} 12 1700000000000
 broken line here
@@ -70,3 +71,30 @@ def test_series_store_buckets_observations_at_fixed_resolution() -> None:
     for _ in range(10):
         store.tick()
     assert len(store.values(k("rps"))) == 5
+
+
+def test_the_worker_s_own_metrics_map_to_our_names() -> None:
+    from switchgear.worker.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    metrics.set_queue_depth(3)
+    mapped = map_samples(parse_prometheus(metrics.render().decode()))
+    assert mapped["queue_depth"] == 3.0 and mapped["memory_rss"] > 10 * 2**20
+
+
+def test_zscore_scores_big_shifts_only_after_warmup_and_the_gate() -> None:
+    from switchgear.detector.zscore import ZScore
+
+    det = ZScore(warmup=5, min_change=1.0)
+    noise = [1.0 + 0.01 * ((i * 7) % 5 - 2) for i in range(30)]
+    assert max(det.update(v) for v in noise) == 0.0
+    assert det.update(1.5) == 0.0  # 50% above the level: below the gate of 100%
+    assert det.update(5.0) > 0.97
+
+
+def test_per_metric_params_override_the_detector_s() -> None:
+    from switchgear.settings.detector import DetectorSettings
+
+    s = DetectorSettings(params={"zscore": {"warmup": 5, "k": 3}, "zscore@ttft": {"warmup": 9}})
+    assert s.params_for("zscore", "ttft") == {"warmup": 9, "k": 3}
+    assert s.params_for("zscore", "rps") == {"warmup": 5, "k": 3}

@@ -13,6 +13,7 @@ from switchgear import hookimpl
 from switchgear.cli import main
 from switchgear.detector.baseline import Baseline
 from switchgear.detector.registry import detector_factories, make_detector
+from switchgear.discovery.base import Registry
 from switchgear.errors import ConfigError
 from switchgear.plugins.builtin.scaler import LocalScaler
 from switchgear.plugins.manager import call_hook, first_result, make_plugin_manager
@@ -74,19 +75,36 @@ async def test_hook_scale(monkeypatch: pytest.MonkeyPatch) -> None:
     pm = make_plugin_manager(load_entrypoints=False, builtins=BUILTINS)
     request = ScaleRequest("m", replicas=2, current=0, reason="test")
     assert await first_result(pm, "scale", request=request) is None  # not configured
-    # a worker stand-in that runs until terminated
-    scaler = LocalScaler([sys.executable, "-c", "import sys; sys.stdin.read()", "{port}"])
+    # a worker stand-in: answers GET /health with 200 until terminated
+    scaler = LocalScaler({"*": [sys.executable, "-c", HEALTH_SERVER, "{port}"]})
     pm.register(scaler, name="local-scaler")
+    registry = Registry()
+    scaler.registry = registry
     try:
         up = await first_result(pm, "scale", request=request)
-        assert up.replicas == 2 and up.started == ("m-0", "m-1")
+        assert up.replicas == 2 and up.started == ("scaler-m-0", "scaler-m-1")
         ports = {p.port for p in scaler.procs["m"]}
         assert len(ports) == 2
+        assert {b.id for b in registry.backends("m")} == {"scaler-m-0", "scaler-m-1"}
+        again = ScaleRequest("m", 2, 2, "restart:scaler-m-0")
+        restarted = await first_result(pm, "scale", request=again)
+        assert restarted.stopped == ("scaler-m-0",) and restarted.started == ("scaler-m-2",)
         down = await first_result(pm, "scale", request=ScaleRequest("m", 1, 2, "idle"))
-        assert down.replicas == 1 and down.stopped == ("m-1",)
+        assert down.replicas == 1 and down.stopped == ("scaler-m-2",)
+        assert [b.id for b in registry.backends("m")] == ["scaler-m-1"]
     finally:
         await scaler.close()
-    assert scaler.procs["m"] == []
+    assert scaler.procs["m"] == [] and registry.backends("m") == ()
+
+
+HEALTH_SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
 
 
 def test_detect_cli_writes_nab_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

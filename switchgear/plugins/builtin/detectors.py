@@ -1,4 +1,5 @@
-"""Built-in detectors: ``baseline``, ``stl``, ``lstm`` and ``ensemble`` (all three combined).
+"""Built-in detectors: ``baseline``, ``zscore`` (baseline without the likelihood stage),
+``stl``, ``lstm`` and ``ensemble`` (baseline, stl and lstm combined).
 
 Factories take keyword parameters (``detector.params.<name>`` in config). The LSTM needs
 torch (the ``ml`` extra); without it ``lstm`` is not registered and ``ensemble`` combines
@@ -14,10 +15,20 @@ from typing import Any
 from switchgear.plugins.hookspecs import hookimpl
 
 
-def baseline(**params: Any) -> Any:
+def baseline(*, likelihood: dict[str, Any] | None = None, **params: Any) -> Any:
+    """``likelihood`` (a mapping) configures the likelihood stage (``warmup``, ``long``, ...)."""
     from switchgear.detector.baseline import Baseline
+    from switchgear.detector.likelihood import Likelihood
 
+    if likelihood is not None:
+        params["likelihood"] = Likelihood(**likelihood)
     return Baseline(**params)
+
+
+def zscore(**params: Any) -> Any:
+    from switchgear.detector.zscore import ZScore
+
+    return ZScore(**params)
 
 
 def stl(**params: Any) -> Any:
@@ -61,6 +72,7 @@ def _has_torch() -> bool:
 @hookimpl(trylast=True)
 def register_detectors(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("baseline", baseline)
+    register("zscore", zscore)
     register("stl", stl)
     if _has_torch():
         register("lstm", lstm)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hmac
 import inspect
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from switchgear.errors import AuthenticationFailed, PermissionDenied
+from switchgear.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from switchgear.settings.worker import ModelSpec
 from switchgear.worker.faults import Faults
-from switchgear.worker.keys import ADMIN_KEY, FAULTS, SLOT, SWAP_LISTENERS
+from switchgear.worker.keys import ADMIN_KEY, FAULTS, SETTINGS, SLOT, SWAP_LISTENERS
 from switchgear.worker.views.common import json_response, parse
 
 
@@ -36,6 +37,33 @@ def require_admin(request: web.Request) -> None:
     given = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if not hmac.compare_digest(given.encode(), key.encode()):
         raise AuthenticationFailed("invalid admin key")
+
+
+def model_roots(app: web.Application) -> list[Path]:
+    """``worker.model_roots``, or else the folder that holds the configured model."""
+    worker = app[SETTINGS].worker
+    if worker is None:
+        return []
+    if worker.model_roots:
+        return [Path(r).resolve() for r in worker.model_roots]
+    return [Path(worker.model.model_name_or_path).resolve().parent]
+
+
+def check_root(app: web.Application, path: str) -> None:
+    """Refuse a swap path outside the model roots (``..`` and symlinks resolved first).
+
+    ``/admin/swap`` is reachable over HTTP, so a leaked admin key must not load whatever
+    the process can read (``/etc``, another tenant's weights, a pickle planted in /tmp).
+    Swaps from the config file the operator edits are not checked.
+    """
+    if "\x00" in path:
+        raise InvalidRequest("model_name_or_path is not a path", param="model_name_or_path")
+    target = Path(path).resolve()
+    if not any(target == root or target.is_relative_to(root) for root in model_roots(app)):
+        raise PermissionDenied(
+            "model_name_or_path is outside the configured model roots (worker.model_roots)",
+            param="model_name_or_path",
+        )
 
 
 async def notify_swap(app: web.Application, report: dict[str, Any]) -> None:
@@ -68,6 +96,7 @@ async def swap_to(app: web.Application, body: SwapBody) -> dict[str, Any]:
 async def swap(request: web.Request) -> web.Response:
     require_admin(request)
     body: SwapBody = await parse(request, SwapBody)
+    check_root(request.app, body.model_name_or_path)
     out = await swap_to(request.app, body)
     return json_response(out, 200 if out["ok"] else 422)
 

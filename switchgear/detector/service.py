@@ -1,0 +1,203 @@
+"""The running detector of one gateway: engine, scraper, policy and actions, supervised.
+
+:class:`DetectorService` owns four background tasks, each restarted with backoff when it
+crashes (logged; the gateway keeps serving): the engine's ticks, the ``/metrics`` scraper,
+the *actor* that hands anomaly events to the ``on_anomaly`` hook one at a time, and the
+*timer* that calls :meth:`Policy.reprobe` every ``probe_interval_s`` and
+:meth:`Policy.autoscale` once per tick. The engine never waits for an action: events go
+through a queue, so a scale-out that waits for a worker to load delays no tick. The actor
+and the timer share one lock, so policy state changes one action at a time.
+
+An event that opens on a "higher is worse" metric (the policy's eject and memory metrics)
+while the value went *down* (latency back to normal after a readmission, memory freed) is
+shown in ``/admin/anomalies`` but not acted on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+import aiohttp
+import pluggy
+
+from switchgear.detector.base import DetectorFactory
+from switchgear.detector.control import GatewayControl
+from switchgear.detector.engine import DetectorEngine
+from switchgear.detector.events import SeriesKey
+from switchgear.detector.policy import Policy
+from switchgear.detector.report import DetectorMetrics
+from switchgear.detector.scrape import scrape_loop
+from switchgear.plugins.manager import call_hook
+from switchgear.settings.detector import DetectorSettings
+from switchgear.types import Action, AnomalyEvent, Backend
+
+log = logging.getLogger("switchgear.detector")
+
+MAX_BACKOFF_S = 30.0
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    backoff_s: float,
+    on_crash: Callable[[str], None] | None = None,
+) -> None:
+    """Run ``run`` until cancelled; when it raises or returns, log and restart it after a
+    backoff that doubles up to :data:`MAX_BACKOFF_S` (and resets after a minute of health)."""
+    loop = asyncio.get_running_loop()
+    delay = backoff_s
+    while True:
+        started = loop.time()
+        try:
+            await run()
+            log.error("detector task %s returned; restarting in %.1fs", name, delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("detector task %s crashed; restarting in %.1fs", name, delay)
+        if on_crash is not None:
+            on_crash(name)
+        if loop.time() - started > 60.0:
+            delay = backoff_s
+        await asyncio.sleep(delay)
+        delay = min(MAX_BACKOFF_S, delay * 2)
+
+
+class DetectorService:
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        factories: dict[str, DetectorFactory],
+        pm: pluggy.PluginManager,
+        control: GatewayControl,
+        policy: Policy,
+        *,
+        targets: Callable[[], Iterable[Backend]],
+        session: aiohttp.ClientSession,
+        metrics: DetectorMetrics | None = None,
+        keep_actions: int = 500,
+    ) -> None:
+        self.settings = settings
+        self.pm, self.control, self.policy = pm, control, policy
+        self.targets, self.session, self.metrics = targets, session, metrics
+        self.engine = DetectorEngine(settings, factories, self._on_event)
+        self.actions: deque[Action] = deque(maxlen=keep_actions)
+        self.restarts: dict[str, int] = {}
+        self._queue: asyncio.Queue[AnomalyEvent] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+        self._worse = set(settings.policy.eject_metrics) | set(settings.policy.memory_metrics)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- events in, actions out ----------------------------------------------------------
+
+    def _on_event(self, event: AnomalyEvent) -> None:
+        if self.metrics is not None:
+            self.metrics.on_event(event, len(self.engine.open_events()))
+        if event.open and not self._got_worse(event):
+            log.info(
+                "anomaly %s on %s/%s: value went down, no action",
+                event.metric,
+                event.backend_id,
+                event.model,
+            )
+            return
+        self._queue.put_nowait(event)
+
+    def _got_worse(self, event: AnomalyEvent) -> bool:
+        """For higher-is-worse metrics: is the last value above the median before the event?"""
+        if event.metric not in self._worse:
+            return True
+        values = self.engine.store.values(SeriesKey(event.backend_id, event.model, event.metric))
+        before = values[: -self.settings.events.open_after]
+        if not before:
+            return True
+        return values[-1] > statistics.median(before)
+
+    def record(self, actions: Iterable[Action]) -> None:
+        done = list(actions)
+        self.actions.extend(done)
+        if self.metrics is not None:
+            self.metrics.on_actions(done)
+        for a in done:
+            log.warning("detector action %s %s: %s", a.kind, a.target, a.reason)
+
+    async def _act(self) -> None:
+        while True:
+            event = await self._queue.get()
+            async with self._lock:
+                results = await call_hook(
+                    self.pm,
+                    "on_anomaly",
+                    timeout=self.settings.action_timeout_s,
+                    event=event,
+                    gateway=self.control,
+                )
+            for result in results:
+                self.record(result if isinstance(result, list) else [result])
+
+    async def _timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        res = self.settings.resolution_s
+        next_probe = loop.time() + self.settings.policy.probe_interval_s
+        while True:
+            await asyncio.sleep(res)
+            async with self._lock:
+                if loop.time() >= next_probe:
+                    next_probe = loop.time() + self.settings.policy.probe_interval_s
+                    self.record(await self.policy.reprobe(self.control))
+                if self.settings.policy.scaling.enabled:
+                    for model in sorted({b.model for b in self._targets()}):
+                        rps = self.model_rps(model)
+                        if rps:
+                            self.record(
+                                await self.policy.autoscale(
+                                    model, rps, self.control, resolution_s=res
+                                )
+                            )
+
+    def _targets(self) -> Iterable[Backend]:
+        return self.targets()
+
+    def model_rps(self, model: str) -> list[float]:
+        """Requests/s of ``model`` over all its backends, one point per tick (oldest first)."""
+        rows = [
+            self.engine.store.values(k)
+            for k in list(self.engine.store.series)
+            if k.metric == "rps" and k.model == model
+        ]
+        n = max((len(r) for r in rows), default=0)
+        total = [0.0] * n
+        for r in rows:
+            for i, v in enumerate(r):
+                total[n - len(r) + i] += v
+        return total
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _crashed(self, name: str) -> None:
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+
+    def _spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        coro = supervise(name, run, self.settings.restart_backoff_s, self._crashed)
+        self._tasks.append(asyncio.create_task(coro, name=f"switchgear-detector-{name}"))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[DetectorService]:
+        """Start the supervised tasks; on exit cancel and await them, then the engine's fits."""
+        self._spawn("engine", self.engine.run)
+        self._spawn("scraper", lambda: scrape_loop(self.engine, self.session, self._targets))
+        self._spawn("actor", self._act)
+        self._spawn("timer", self._timer)
+        try:
+            yield self
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+            await self.engine.aclose()

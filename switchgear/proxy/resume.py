@@ -1,0 +1,166 @@
+"""Mid-stream recovery: finish a cut chat stream on another backend, in the same stream.
+
+When a streamed chat answer fails after text reached the client (the backend died, reset
+the connection, stalled past ``idle`` or reported an error), the gateway asks the next
+backend of the same model, or the next model of the fallback chain, to *continue* it: the
+request is sent again with the text so far as a final assistant message and
+``"continue_final_message": true, "add_generation_prompt": false`` (vLLM's and the
+switchgear worker's fields). Only models with ``supports_continuation`` receive such a
+request; a model that would start a new turn instead never does. When nothing but the
+opening role chunk was sent, the original request is simply sent again (any model of the
+chain may answer it).
+
+The client sees one answer: every chunk carries the id, ``created`` and ``model`` of the
+first chunk, the continuation's opening role delta is dropped, and the final usage chunk
+counts the text sent before the cut as completion tokens (its total is the continuation's
+total). Where no continuation is possible the client gets the in-band error and no
+``[DONE]``, as before. Streams with several choices, tool calls or a finish reason already
+sent are never continued.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchgear.errors import APIError
+from switchgear.proxy.answers import StreamAnswer
+from switchgear.proxy.upstream import Upstream
+from switchgear.types import RequestContext
+
+log = logging.getLogger("switchgear.proxy.resume")
+
+MAX_RESUMES = 3  # continuations of one stream before the in-band error is final
+
+
+@dataclass(slots=True)
+class Transcript:
+    """What the client has received of one streamed chat answer."""
+
+    id: str | None = None
+    created: Any = None
+    model: str | None = None
+    parts: list[str] = field(default_factory=list)
+    tokens: int = 0  # content chunks relayed (one token each for OpenAI-style servers)
+    resumable: bool = True
+    resumes: int = 0
+    tokens_at_resume: int = 0
+    excluded: set[str] = field(default_factory=set)
+    total_tokens: int | None = None  # usage.total_tokens of the final usage chunk
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def record(self, chunk: dict[str, Any]) -> None:
+        """Note a chunk just written to the client (after :meth:`adopt`)."""
+        if self.id is None:
+            self.id, self.created = chunk.get("id"), chunk.get("created")
+            self.model = chunk.get("model")
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+            self.total_tokens = usage["total_tokens"]
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                self.resumable = False
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                if delta.get("tool_calls") or delta.get("function_call"):
+                    self.resumable = False
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    self.parts.append(content)
+                    self.tokens += 1
+            if choice.get("finish_reason"):
+                self.resumable = False  # the answer is complete; only [DONE] was missing
+
+    def adopt(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """A continuation's chunk made to look like the rest of the first stream."""
+        if self.resumes == 0 or self.id is None:
+            return chunk
+        chunk["id"], chunk["created"] = self.id, self.created
+        if self.model is not None:
+            chunk["model"] = self.model
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and "role" in delta:
+                del delta["role"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            before = self.tokens_at_resume
+            if isinstance(usage.get("completion_tokens"), int):
+                usage["completion_tokens"] += before
+            if isinstance(usage.get("prompt_tokens"), int):
+                usage["prompt_tokens"] = max(0, usage["prompt_tokens"] - before)
+        return chunk
+
+
+def continuation_body(body: dict[str, Any], text: str, tokens: int) -> dict[str, Any]:
+    """The client's request, asking to continue ``text`` (already ``tokens`` long)."""
+    out = dict(body)
+    out["messages"] = [*body["messages"], {"role": "assistant", "content": text}]
+    out["continue_final_message"] = True
+    out["add_generation_prompt"] = False
+    for name in ("max_tokens", "max_completion_tokens"):
+        if isinstance(out.get(name), int):
+            out[name] = max(1, out[name] - tokens)
+    return out
+
+
+async def resume(
+    upstream: Upstream, ctx: RequestContext, transcript: Transcript, failed: StreamAnswer
+) -> StreamAnswer | None:
+    """A stream that continues ``transcript`` elsewhere, or None when none can."""
+    transcript.excluded.add(failed.backend.id)
+    n = ctx.body.get("n")
+    if (
+        ctx.endpoint != "chat.completions"
+        or not transcript.resumable
+        or transcript.resumes >= MAX_RESUMES
+        or (n is not None and n != 1)
+    ):
+        return None
+    policies = upstream.policies
+    chain = policies.chain(failed.model)
+    text = transcript.text
+    if text:
+        models = [m for m in chain if policies.get(m).supports_continuation]
+        body = continuation_body(ctx.body, text, transcript.tokens)
+    else:
+        models, body = chain, ctx.body
+    if not models:
+        return None
+    rctx = RequestContext(
+        request_id=ctx.request_id,
+        endpoint=ctx.endpoint,
+        body=body,
+        requested_model=ctx.requested_model,
+        model=models[0],
+        stream=True,
+        api_key_id=ctx.api_key_id,
+        route_rule=ctx.route_rule,
+        attributes={**ctx.attributes, "continuation": bool(text)},
+    )
+    try:
+        answer = await upstream.run(rctx, models=models, exclude=frozenset(transcript.excluded))
+    except APIError as exc:
+        log.info("request %s: no backend could continue the stream: %s", ctx.request_id, exc)
+        return None
+    if not isinstance(answer, StreamAnswer):  # pragma: no cover - stream=True gives streams
+        return None
+    transcript.resumes += 1
+    transcript.tokens_at_resume = transcript.tokens
+    log.info(
+        "request %s: stream from %s resumed on %s (%s) after %d chunks",
+        ctx.request_id,
+        failed.backend.id,
+        answer.backend.id,
+        answer.model,
+        transcript.tokens,
+    )
+    return answer
