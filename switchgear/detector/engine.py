@@ -89,7 +89,8 @@ class DetectorEngine:
         det = self.detectors.get(key)
         if det is None:
             name = self.settings.detector_for(key.metric)
-            det = self.factories[name](**self.settings.params_for(name, key.metric))
+            factory = self.factories[name]
+            det = factory(**_online_params(factory, self.settings.params_for(name, key.metric)))
             self.detectors[key] = det
         return det
 
@@ -198,3 +199,12 @@ class DetectorEngine:
         scores = ([None] * max(0, n - len(scores)) + scores)[-n:] if n else []
         out = list(zip(times[len(times) - n :], values[len(values) - n :], scores, strict=True))
         return out if since is None else [p for p in out if p[0] > since]
+
+
+def _online_params(factory: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Tell a factory that accepts ``online`` that its detector runs in the gateway."""
+    try:
+        accepts = "online" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    return {"online": True, **params} if accepts else params

@@ -4,6 +4,12 @@
 Factories take keyword parameters (``detector.params.<name>`` in config). The LSTM needs
 torch (the ``ml`` extra); without it ``lstm`` is not registered and ``ensemble`` combines
 the other two.
+
+``online=True`` (the gateway's engine passes it to every factory that accepts it) tunes a
+detector for operations instead of NAB scoring: no "new range" rule (every new maximum of
+a latency series would score 1) and no damping of repeated alerts in the likelihood stage
+(NAB rewards one alert per anomaly; an operator needs the score to stay high while a
+backend stays slow, so that the event opens after ``events.open_after`` ticks).
 """
 
 from __future__ import annotations
@@ -15,14 +21,32 @@ from typing import Any
 from switchgear.plugins.hookspecs import hookimpl
 
 
-def baseline(*, likelihood: dict[str, Any] | None = None, **params: Any) -> Any:
-    """``likelihood`` (a mapping) configures the likelihood stage (``warmup``, ``long``, ...)."""
-    from switchgear.detector.baseline import Baseline
+def _likelihood(likelihood: dict[str, Any] | None, online: bool) -> Any:
     from switchgear.detector.likelihood import Likelihood
 
-    if likelihood is not None:
-        params["likelihood"] = Likelihood(**likelihood)
-    return Baseline(**params)
+    if likelihood is None and not online:
+        return None  # the detector's own default
+    return Likelihood(**({"refractory": 0} if online else {}), **(likelihood or {}))
+
+
+def _online(
+    params: dict[str, Any], likelihood: dict[str, Any] | None, online: bool
+) -> dict[str, Any]:
+    lik = _likelihood(likelihood, online)
+    if lik is not None:
+        params["likelihood"] = lik
+    if online:
+        params.setdefault("new_range", False)
+    return params
+
+
+def baseline(
+    *, likelihood: dict[str, Any] | None = None, online: bool = False, **params: Any
+) -> Any:
+    """``likelihood`` (a mapping) configures the likelihood stage (``warmup``, ``long``, ...)."""
+    from switchgear.detector.baseline import Baseline
+
+    return Baseline(**_online(params, likelihood, online))
 
 
 def zscore(**params: Any) -> Any:
@@ -31,16 +55,19 @@ def zscore(**params: Any) -> Any:
     return ZScore(**params)
 
 
-def stl(**params: Any) -> Any:
+def stl(*, likelihood: dict[str, Any] | None = None, online: bool = False, **params: Any) -> Any:
     from switchgear.detector.statistical import Statistical
 
-    return Statistical(**params)
+    return Statistical(**_online(params, likelihood, online))
 
 
-def lstm(**params: Any) -> Any:
+def lstm(*, online: bool = False, **params: Any) -> Any:
     from switchgear.detector.lstm import LSTMDetector
 
-    return LSTMDetector(**params)
+    det = LSTMDetector(**({"new_range": False} if online else {}) | params)
+    if online and det.lik is not None:
+        det.lik.refractory = 0
+    return det
 
 
 def ensemble(
@@ -48,6 +75,8 @@ def ensemble(
     members: dict[str, dict[str, Any]] | None = None,
     weights: dict[str, float] | None = None,
     max_weight: float = 0.3,
+    likelihood: dict[str, Any] | None = None,
+    online: bool = False,
 ) -> Any:
     """``members`` maps member names (baseline, stl, lstm) to their parameters."""
     from switchgear.detector.ensemble import Ensemble
@@ -59,9 +88,10 @@ def ensemble(
     if weights is None:
         weights = {"stl": 2.0}  # the season-aware member counts double; the others 1
     return Ensemble(
-        {name: makers[name](**p) for name, p in chosen.items()},
+        {name: makers[name](**{"online": online} | p) for name, p in chosen.items()},
         weights=weights,
         max_weight=max_weight,
+        **_online({}, likelihood, online),
     )
 
 
