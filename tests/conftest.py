@@ -12,7 +12,12 @@ import pytest
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # py-consul silently prefers CONSUL_HTTP_TOKEN over token=; keys from a developer's
     # shell must not leak into tests either.
-    for name in ("CONSUL_HTTP_TOKEN", "SWITCHGEAR_API_KEYS", "SWITCHGEAR_ADMIN_KEY", "SWITCHGEAR_LOAD_PLUGINS"):
+    for name in (
+        "CONSUL_HTTP_TOKEN",
+        "SWITCHGEAR_API_KEYS",
+        "SWITCHGEAR_ADMIN_KEY",
+        "SWITCHGEAR_LOAD_PLUGINS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

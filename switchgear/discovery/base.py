@@ -51,7 +51,9 @@ class Registry:
 
     # --- writes (by sources) ---------------------------------------------------------
 
-    def replace(self, source: str, backends: Iterable[Backend], *, healthy: bool = True, detail: str = "") -> None:
+    def replace(
+        self, source: str, backends: Iterable[Backend], *, healthy: bool = True, detail: str = ""
+    ) -> None:
         """Replace everything ``source`` contributed; mark it healthy (or not)."""
         self._sources[source] = SourceState(tuple(backends), healthy, detail)
         self._rebuild()
@@ -80,7 +82,8 @@ class Registry:
         rank = {dc: i for i, dc in enumerate(self.datacenter_order)}
         far = len(rank)
         self._by_model = {
-            m: tuple(sorted(bs, key=lambda b: rank.get(b.datacenter, far))) for m, bs in merged.items()
+            m: tuple(sorted(bs, key=lambda b: rank.get(b.datacenter, far)))
+            for m, bs in merged.items()
         }
         self.version += 1
         if self._changed is None and _has_loop():

@@ -87,12 +87,16 @@ def select_model(ctx: RequestContext, models: Mapping[str, ModelInfo]) -> RouteD
 
 
 @hookspec
-def rewrite_request(ctx: RequestContext, body: dict[str, Any], backend: Backend) -> dict[str, Any] | None:
+def rewrite_request(
+    ctx: RequestContext, body: dict[str, Any], backend: Backend
+) -> dict[str, Any] | None:
     """Returns the request body to send (or None to keep it). Called in turn; each sees the last."""
 
 
 @hookspec
-def rewrite_response(ctx: RequestContext, body: dict[str, Any], backend: Backend) -> dict[str, Any] | None:
+def rewrite_response(
+    ctx: RequestContext, body: dict[str, Any], backend: Backend
+) -> dict[str, Any] | None:
     """Returns the response body (or chunk) for the client, or None to keep it unchanged."""
 
 

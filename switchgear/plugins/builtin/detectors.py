@@ -26,7 +26,9 @@ def _likelihood(likelihood: dict[str, Any] | None, online: bool) -> Any:
 
     if likelihood is None and not online:
         return None  # the detector's own default
-    return Likelihood(**({"refractory": 0} if online else {}), **(likelihood or {}))
+    options: dict[str, Any] = {"refractory": 0} if online else {}
+    options.update(likelihood or {})
+    return Likelihood(**options)
 
 
 def _online(
