@@ -3,7 +3,8 @@
 Each worker is a ``switchgear worker`` process with a ``consul:`` section pointing at its own
 datacenter's agent of the Consul double; the gateway (dc1) discovers both. Killing the dc1
 worker (SIGKILL: no deregistration) moves traffic to dc2 within 2 s with no failed request;
-starting it again brings traffic back to dc1; a clean stop (SIGTERM) deregisters.
+starting it again brings traffic back to dc1; a hot swap updates the service's Meta; a clean
+stop (SIGTERM) deregisters.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 from openai import AsyncOpenAI
@@ -29,6 +31,7 @@ from tests.consul_double import ConsulCluster
 from tests.discovery.conftest import wait_until
 
 pytestmark = pytest.mark.slow
+ADMIN_KEY = "e2e-admin-key"
 
 PLUGINS = (
     "switchgear.plugins.builtin.consul_discovery",
@@ -47,8 +50,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class WorkerProcess:
     """One ``switchgear worker`` child registering with the agent of its datacenter."""
 
-    def __init__(self, config: Path, port: int) -> None:
-        self.config, self.port = config, port
+    def __init__(self, config: Path, port: int, model: Path) -> None:
+        self.config, self.port, self.model = config, port, model
         self.log = config.with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -88,10 +91,13 @@ def write_worker_config(path: Path, model: Path, port: int, agent_port: int, sid
         yaml.safe_dump(
             {
                 "listen": {"host": "127.0.0.1", "port": port},
+                "auth": {"admin_key": ADMIN_KEY},
                 "worker": {
                     "model": {"model_name_or_path": str(model), "name": "tiny"},
                     "torch_threads": 1,
                     "watch_config": False,
+                    # the swap below is about Consul Meta: keep the gates from refusing on noise
+                    "gates": {"logit_tolerance": 1000.0, "latency_tolerance": 100.0},
                 },
                 "consul": {
                     "host": "127.0.0.1",
@@ -117,7 +123,7 @@ async def workers(
         cfg = write_worker_config(
             tmp_path / f"{dc}.yaml", tiny_model, port, cluster.agent(node).port, f"tiny-{dc}"
         )
-        procs[dc] = WorkerProcess(cfg, port)
+        procs[dc] = WorkerProcess(cfg, port, tiny_model)
         procs[dc].start()
     yield procs
     for p in procs.values():
@@ -178,6 +184,24 @@ async def _exercise(sdk: AsyncOpenAI, cluster: ConsulCluster, registry, workers)
     start = loop.time()
     while "dc=dc1" not in await ask():
         assert loop.time() - start < 3.0, "traffic did not return to dc1"
+
+    # A hot swap (here to an int8 build of the same model) updates the service's Meta.
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"http://127.0.0.1:{workers['dc1'].port}/admin/swap",
+            json={"model_name_or_path": str(workers["dc1"].model), "quantization": "int8-dynamic"},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert resp.status == 200, await resp.text()
+    await wait_until(
+        registry,
+        lambda: any(
+            b.datacenter == "dc1" and b.meta.get("quantization") == "int8-dynamic"
+            for b in registry.backends("tiny")
+        ),
+        within=10.0,
+    )
+    assert "dc=dc1" in await ask()
 
     # A clean stop deregisters: the service disappears from the catalog, not just turns critical.
     await workers["dc2"].signal(signal.SIGTERM)
