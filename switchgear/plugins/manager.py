@@ -29,7 +29,7 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,9 +203,14 @@ def _sync_only(pm: pluggy.PluginManager, impl: Any, hook_name: str, res: Any) ->
     return False
 
 
-def call_hook_sync(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
-    """Every implementation's non-None result; failures and awaitables are logged and skipped."""
-    results = []
+def _calls(
+    pm: pluggy.PluginManager, hook_name: str, kwargs: dict[str, Any]
+) -> Iterator[tuple[Any, Any]]:
+    """``(implementation, result)`` in call order, calling each lazily with ``kwargs``.
+
+    An implementation that raises is logged with its plugin's name and skipped; an
+    :class:`~switchgear.errors.APIError` propagates (a plugin may answer the client on purpose).
+    """
     for impl in _impls(pm, hook_name):
         try:
             res = _call_impl(impl, kwargs)
@@ -214,21 +219,21 @@ def call_hook_sync(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> l
         except Exception:
             _failed(pm, impl, hook_name)
             continue
-        if res is not None and _sync_only(pm, impl, hook_name, res):
-            results.append(res)
-    return results
+        yield impl, res
+
+
+def call_hook_sync(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
+    """Every implementation's non-None result; failures and awaitables are logged and skipped."""
+    return [
+        res
+        for impl, res in _calls(pm, hook_name, kwargs)
+        if res is not None and _sync_only(pm, impl, hook_name, res)
+    ]
 
 
 def first_result_sync(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
     """The first non-None result of a firstresult hook; failing implementations are skipped."""
-    for impl in _impls(pm, hook_name):
-        try:
-            res = _call_impl(impl, kwargs)
-        except APIError:
-            raise
-        except Exception:
-            _failed(pm, impl, hook_name)
-            continue
+    for impl, res in _calls(pm, hook_name, kwargs):
         if res is not None and _sync_only(pm, impl, hook_name, res):
             return res
     return None
@@ -241,17 +246,9 @@ def chain_sync(pm: pluggy.PluginManager, hook_name: str, value_arg: str, **kwarg
     keeps the value; one that raises is skipped with the value unchanged.
     """
     value = kwargs[value_arg]
-    for impl in _impls(pm, hook_name):
-        kwargs[value_arg] = value
-        try:
-            res = _call_impl(impl, kwargs)
-        except APIError:
-            raise
-        except Exception:
-            _failed(pm, impl, hook_name)
-            continue
+    for impl, res in _calls(pm, hook_name, kwargs):  # each call sees kwargs as updated here
         if res is not None and _sync_only(pm, impl, hook_name, res):
-            value = res
+            value = kwargs[value_arg] = res
     return value
 
 
@@ -290,14 +287,7 @@ async def call_hook(
     """Call every implementation, awaiting async ones (each bounded by ``timeout``)."""
     limit = _timeout(pm, timeout)
     results = []
-    for impl in _impls(pm, hook_name):
-        try:
-            res = _call_impl(impl, kwargs)
-        except APIError:
-            raise
-        except Exception:
-            _failed(pm, impl, hook_name)
-            continue
+    for impl, res in _calls(pm, hook_name, kwargs):
         res = await _resolve(pm, impl, hook_name, res, limit)
         if res is not None:
             results.append(res)
@@ -313,14 +303,7 @@ async def first_result(
 ) -> Any:
     """Async variant of :func:`first_result_sync` for hooks whose implementations may be async."""
     limit = _timeout(pm, timeout)
-    for impl in _impls(pm, hook_name):
-        try:
-            res = _call_impl(impl, kwargs)
-        except APIError:
-            raise
-        except Exception:
-            _failed(pm, impl, hook_name)
-            continue
+    for impl, res in _calls(pm, hook_name, kwargs):
         res = await _resolve(pm, impl, hook_name, res, limit)
         if res is not None:
             return res
