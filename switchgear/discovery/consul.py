@@ -25,8 +25,8 @@ from switchgear.discovery.consul_client import (
     Backoff,
     ConsulACLError,
     ErrorKind,
-    TokenBucket,
     acl_message,
+    blocking_watch,
     classify,
     make_client,
 )
@@ -190,50 +190,32 @@ class ConsulDiscovery:
 
     async def _watch(self, client: Any, dc: str) -> None:
         s = self.settings
-        index = 0
-        backoff, bucket = (
-            Backoff(s.backoff_initial, s.backoff_max),
-            TokenBucket(s.watch_burst, s.watch_rate),
-        )
-        while True:
-            await bucket.take()
-            try:
-                new_index, entries = await client.health.service(
-                    s.service,
-                    index=str(index) if index else None,
-                    wait=s.wait,
-                    passing=True,
-                    dc=dc,
-                    token=self.token,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                kind = classify(exc)
-                index = 0
-                if kind is ErrorKind.NO_PATH:
-                    # Configuration, not an outage: the DC left the federation. Its instances are
-                    # unreachable through Consul, so stop routing there; retry slowly.
-                    self._by_dc.pop(dc, None)
-                first = dc not in self._errors
-                self._errors[dc] = f"{dc}: {exc}"
-                # Warn once per outage, not once per retry; recovery is logged below.
-                (log.warning if first else log.debug)(
-                    "Consul watch of %s in %s failed (%s): %s", s.service, dc, kind.value, exc
-                )
-                self._publish()
-                await asyncio.sleep(
-                    backoff.next_delay(slow=kind in (ErrorKind.NO_PATH, ErrorKind.ACL))
-                )
-                continue
-            backoff.reset()
-            got = int(new_index or 0)
-            # §3.3: reset when it goes backwards (next read is non-blocking), never send < 1
-            index = 0 if got < index else max(got, 1)
+
+        def fetch(index: str | None) -> Any:
+            return client.health.service(
+                s.service, index=index, wait=s.wait, passing=True, dc=dc, token=self.token
+            )
+
+        def on_error(exc: Exception, kind: ErrorKind) -> None:
+            if kind is ErrorKind.NO_PATH:
+                # Configuration, not an outage: the DC left the federation. Its instances are
+                # unreachable through Consul, so stop routing there; retry slowly.
+                self._by_dc.pop(dc, None)
+            first = dc not in self._errors
+            self._errors[dc] = f"{dc}: {exc}"
+            # Warn once per outage, not once per retry; recovery is logged below.
+            (log.warning if first else log.debug)(
+                "Consul watch of %s in %s failed (%s): %s", s.service, dc, kind.value, exc
+            )
+            self._publish()
+
+        def on_data(entries: Any) -> None:
             if self._errors.pop(dc, None) is not None:
                 log.info("Consul watch of %s in %s recovered", s.service, dc)
             self._by_dc[dc] = backends_from_entries(entries or [], dc)
             self._publish()
+
+        await blocking_watch(s, fetch, on_data, on_error)
 
     def _publish(self) -> None:
         """Replace the registry slice when backends or health changed (a wake-up is not a change)."""

@@ -12,6 +12,7 @@ import enum
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -161,3 +162,39 @@ class TokenBucket:
             self.tokens = 1.0
             self.stamp = time.monotonic()
         self.tokens -= 1
+
+
+async def blocking_watch(
+    settings: ConsulSettings,
+    fetch: Callable[[str | None], Awaitable[tuple[Any, Any]]],
+    on_data: Callable[[Any], None],
+    on_error: Callable[[Exception, ErrorKind], None],
+) -> None:
+    """Run one blocking query forever (until cancelled), per the contract's §3.
+
+    ``fetch(index)`` is a py-consul call returning ``(index, data)``; ``index`` is None for a
+    non-blocking read. The returned index is echoed back, reset to 0 when it goes backwards
+    or after an error (the next read then answers at once), and never sent below 1. Requests
+    go through a token bucket; errors back off with jitter, slowly for configuration errors
+    (unknown datacenter, ACL). ``on_data`` also runs on a wake-up without change: callers
+    compare payloads.
+    """
+    index = 0
+    backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+    bucket = TokenBucket(settings.watch_burst, settings.watch_rate)
+    while True:
+        await bucket.take()
+        try:
+            new_index, data = await fetch(str(index) if index else None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            kind = classify(exc)
+            index = 0
+            on_error(exc, kind)
+            await asyncio.sleep(backoff.next_delay(slow=kind in (ErrorKind.NO_PATH, ErrorKind.ACL)))
+            continue
+        backoff.reset()
+        got = int(new_index or 0)
+        index = 0 if got < index else max(got, 1)
+        on_data(data)

@@ -15,7 +15,6 @@ good catalogue stays in force.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,11 +22,10 @@ from typing import Any
 import orjson
 
 from switchgear.discovery.consul_client import (
-    Backoff,
     ConsulACLError,
     ErrorKind,
-    TokenBucket,
     acl_message,
+    blocking_watch,
     classify,
 )
 from switchgear.settings.consul import ConsulSettings
@@ -115,57 +113,43 @@ class ModelCatalogWatch:
                 ) from None
 
     async def run(self, client: Any, dc: str | None) -> None:
-        s = self.settings
-        index = 0
-        backoff, bucket = (
-            Backoff(s.backoff_initial, s.backoff_max),
-            TokenBucket(s.watch_burst, s.watch_rate),
-        )
-        last_raw: bytes | None = b"\x00never"
-        while True:
-            await bucket.take()
-            try:
-                new_index, entry = await client.kv.get(
-                    self.key,
-                    index=str(index) if index else None,
-                    wait=s.wait,
-                    dc=dc,
-                    token=self.token,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                kind = classify(exc)
-                (log.warning if self.healthy else log.debug)(
-                    "Consul KV watch of %s failed (%s): %s", self.key, kind.value, exc
-                )
-                self.healthy, self.detail = False, f"KV {self.key}: {exc}"
-                await asyncio.sleep(
-                    backoff.next_delay(slow=kind in (ErrorKind.ACL, ErrorKind.NO_PATH))
-                )
-                continue
-            backoff.reset()
+        last_raw: bytes | None = b"\x00never"  # no value read yet
+
+        def fetch(index: str | None) -> Any:
+            return client.kv.get(
+                self.key, index=index, wait=self.settings.wait, dc=dc, token=self.token
+            )
+
+        def on_error(exc: Exception, kind: ErrorKind) -> None:
+            (log.warning if self.healthy else log.debug)(
+                "Consul KV watch of %s failed (%s): %s", self.key, kind.value, exc
+            )
+            self.healthy, self.detail = False, f"KV {self.key}: {exc}"
+
+        def on_data(entry: Any) -> None:
+            nonlocal last_raw
             if not self.healthy:
                 log.info("Consul KV watch of %s recovered", self.key)
             self.healthy, self.detail = True, ""
-            got = int(new_index or 0)
-            index = 0 if got < index else max(got, 1)  # §3.3: reset when it goes backwards
             raw = entry.get("Value") if entry else None
             if raw == last_raw:
-                continue  # a wake-up is not a change
+                return  # a wake-up is not a change
             last_raw = raw
+            self._apply(raw)
+
+        await blocking_watch(self.settings, fetch, on_data, on_error)
+
+    def _apply(self, raw: bytes | None) -> None:
+        try:
+            models = parse_models(raw)
+        except ValueError as exc:
+            log.error(
+                "ignoring Consul KV %s: %s (keeping the previous model catalogue)", self.key, exc
+            )
+            return
+        self.models, self.version = models, self.version + 1
+        for callback in list(self._listeners):
             try:
-                models = parse_models(raw)
-            except ValueError as exc:
-                log.error(
-                    "ignoring Consul KV %s: %s (keeping the previous model catalogue)",
-                    self.key,
-                    exc,
-                )
-                continue
-            self.models, self.version = models, self.version + 1
-            for callback in list(self._listeners):
-                try:
-                    callback(models)
-                except Exception:
-                    log.exception("model catalogue listener failed")
+                callback(models)
+            except Exception:
+                log.exception("model catalogue listener failed")
