@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from switchgear.default_plugins.detectors import baseline, ensemble  # noqa: E402
 from switchgear.detector.base import run_inline  # noqa: E402
-from switchgear.plugins.builtin.detectors import baseline, ensemble  # noqa: E402
 
 
 def series(n: int, seed: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import pluggy
 from switchgear.detector.base import Detector, DetectorFactory
 from switchgear.errors import ConfigError
 
-BUILTIN_MODULE = "switchgear.plugins.builtin.detectors"
+BUILTIN_MODULE = "switchgear.default_plugins.detectors"
 
 
 def detector_factories(pm: pluggy.PluginManager | None = None) -> dict[str, DetectorFactory]:

@@ -41,17 +41,17 @@ from switchgear.plugins import hookspecs
 log = logging.getLogger("switchgear.plugins")
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "switchgear.plugins.builtin.static_discovery",
-    "switchgear.plugins.builtin.consul_discovery",
-    "switchgear.plugins.builtin.balancing",
-    "switchgear.plugins.builtin.router",
-    "switchgear.plugins.builtin.canary",
-    "switchgear.plugins.builtin.openai_adapter",
-    "switchgear.plugins.builtin.adapters",
-    "switchgear.plugins.builtin.quantization",
-    "switchgear.plugins.builtin.detectors",
-    "switchgear.plugins.builtin.policy",
-    "switchgear.plugins.builtin.scaler",
+    "switchgear.default_plugins.static_discovery",
+    "switchgear.default_plugins.consul_discovery",
+    "switchgear.default_plugins.balancing",
+    "switchgear.default_plugins.router",
+    "switchgear.default_plugins.canary",
+    "switchgear.default_plugins.openai_adapter",
+    "switchgear.default_plugins.adapters",
+    "switchgear.default_plugins.quantization",
+    "switchgear.default_plugins.detectors",
+    "switchgear.default_plugins.policy",
+    "switchgear.default_plugins.scaler",
 )
 
 DEFAULT_TIMEOUT_S = 5.0

@@ -2,7 +2,7 @@
 
 Precedence, lowest first: the built-in model catalogue, backends' metadata (static
 ``backends[].meta`` and Consul ``Service.Meta``), ``router.catalogue``, ``models.<name>``
-(all four through :func:`~switchgear.plugins.catalogue.resolve_models`), then the Consul KV
+(all four through :func:`~switchgear.proxy.families.resolve_models`), then the Consul KV
 model catalogue: what a KV entry sets (aliases, fallback chain, context length...) wins over
 the config for that model, and an alias KV gives a model wins over the same alias in config,
 so one KV write changes routing on every gateway.
@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from switchgear.discovery.base import Registry
-from switchgear.plugins.catalogue import model_info, resolve_models
+from switchgear.proxy.families import model_info, resolve_models
 from switchgear.proxy.policy import Policies
 from switchgear.settings import Settings
 from switchgear.types import ModelInfo

@@ -1,8 +1,8 @@
 """Shadow traffic: after the client has its answer, the same request goes to a candidate model.
 
-The canary plugin (:mod:`switchgear.plugins.builtin.canary`) decides which requests to
-mirror and leaves a :class:`~switchgear.plugins.builtin.canary.ShadowPlan` in
-``ctx.attributes``; :func:`start_shadow` runs its :func:`~switchgear.plugins.builtin.canary.mirror`
+A plugin (the built-in canary, :mod:`switchgear.default_plugins.canary`) decides which
+requests to mirror and leaves a :class:`ShadowPlan` in ``ctx.attributes[SHADOW_KEY]``;
+:func:`start_shadow` runs :func:`mirror`
 in a background task, through the gateway's normal upstream path (backends, adapters,
 retries), never streamed. The candidate's answer is recorded by the plugin, never returned.
 
@@ -15,18 +15,79 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from switchgear.errors import UpstreamError
-from switchgear.plugins.builtin.canary import SHADOW_KEY, ShadowPlan, mirror
 from switchgear.proxy import keys
 from switchgear.proxy.answers import StreamAnswer
 from switchgear.types import RequestContext
 
 log = logging.getLogger("switchgear.proxy.shadow")
+
+SHADOW_KEY = "switchgear.shadow"
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowResult:
+    """The primary's and the candidate's answers to one mirrored request (OpenAI bodies)."""
+
+    primary: Mapping[str, Any] | None
+    candidate: Mapping[str, Any] | None
+    primary_latency_s: float | None
+    candidate_latency_s: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPlan:
+    model: str
+    source_model: str
+    record: Callable[[ShadowResult], None]
+
+
+async def mirror(
+    plan: ShadowPlan,
+    ctx: RequestContext,
+    primary: Mapping[str, Any] | None,
+    primary_latency_s: float | None,
+    complete: Callable[[RequestContext], Awaitable[Mapping[str, Any]]],
+) -> None:
+    """Run the shadow request and record it: what the gateway calls for a :class:`ShadowPlan`.
+
+    ``complete(ctx)`` answers a non-streamed request through the gateway's normal path
+    (backends, adapters, retries) and returns the OpenAI body; ``primary`` is the body the
+    client received (None when it was streamed). Failures are recorded, never raised.
+    """
+    body = {**ctx.body, "model": plan.model, "stream": False}
+    body.pop("stream_options", None)
+    shadow = RequestContext(
+        request_id=f"{ctx.request_id}-shadow",
+        endpoint=ctx.endpoint,
+        body=body,
+        requested_model=plan.model,
+        model=plan.model,
+        api_key_id=ctx.api_key_id,
+        route_rule=f"shadow:{plan.source_model}->{plan.model}",
+    )
+    started = time.monotonic()
+    try:
+        answer = await complete(shadow)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        plan.record(
+            ShadowResult(
+                primary, None, primary_latency_s, None, error=f"{type(exc).__name__}: {exc}"
+            )
+        )
+        return
+    plan.record(ShadowResult(primary, answer, primary_latency_s, time.monotonic() - started))
+
 
 MAX_IN_FLIGHT = 256
 

@@ -32,7 +32,7 @@ log = logging.getLogger("switchgear.worker")
 GATES_PLUGIN = "switchgear.worker.gates"
 # Only the built-ins that act on a worker: the gateway's routing, discovery, detection and
 # scaling plugins would otherwise add their routes and startup work to the worker app.
-WORKER_BUILTINS = ("switchgear.plugins.builtin.quantization",)
+WORKER_BUILTINS = ("switchgear.default_plugins.quantization",)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 

@@ -164,15 +164,11 @@ def make_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
         model.generation_config.save_pretrained(out)
         torch.save(model.state_dict(), out / "model.pt")
     else:
-        _export_onnx(model, tokenizer, out)
+        from switchgear.worker.onnx import export_onnx
+
+        export_onnx(model, tokenizer, out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def _export_onnx(model, tokenizer, out: Path) -> None:
-    from switchgear.plugins.builtin.quantization import export_onnx
-
-    export_onnx(model, tokenizer, out)
 
 
 def make_tiny_cli(

@@ -29,9 +29,9 @@ from switchgear.types import Action, AnomalyEvent
 from tests.fakes import FakeUpstream
 
 PLUGINS = (
-    "switchgear.plugins.builtin.static_discovery",
-    "switchgear.plugins.builtin.balancing",
-    "switchgear.plugins.builtin.openai_adapter",
+    "switchgear.default_plugins.static_discovery",
+    "switchgear.default_plugins.balancing",
+    "switchgear.default_plugins.openai_adapter",
 )
 ADMIN_KEY = "sk-admin-dashboard"
 CHROMIUM = "/usr/bin/chromium"

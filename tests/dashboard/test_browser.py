@@ -31,7 +31,7 @@ QUERY_ATTRS = (
 QUERY_TEXT = "const e = document.querySelector(arguments[0]); return e ? e.innerText : ''"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard.png"
 BACKENDS = (("m1-a", "m1"), ("m1-b", "m1"), ("m2-c", "m2"))
-DETECTOR_PLUGINS = ("switchgear.plugins.builtin.detectors", "switchgear.plugins.builtin.policy")
+DETECTOR_PLUGINS = ("switchgear.default_plugins.detectors", "switchgear.default_plugins.policy")
 #: Only a p95 latency above 0.3 s scores (1.0); it opens an event after two ticks and ejects.
 DETECTOR = {
     "enabled": True,

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from switchgear.default_plugins.detectors import baseline, ensemble, lstm, stl
 from switchgear.detector.offline import score_series
-from switchgear.plugins.builtin.detectors import baseline, ensemble, lstm, stl
 from tests.detector.synthetic import AT, anomaly_cases, clean_cases
 
 THRESHOLD = 0.5

@@ -11,19 +11,19 @@ import pytest
 
 from switchgear import hookimpl
 from switchgear.cli import main
+from switchgear.default_plugins.scaler import LocalScaler
 from switchgear.detector.baseline import Baseline
 from switchgear.detector.registry import detector_factories, make_detector
 from switchgear.discovery.base import Registry
 from switchgear.errors import ConfigError
-from switchgear.plugins.builtin.scaler import LocalScaler
 from switchgear.plugins.manager import call_hook, first_result, make_plugin_manager
 from switchgear.types import ScaleRequest
 from tests.detector.test_policy import FakeGateway, event
 
 BUILTINS = (
-    "switchgear.plugins.builtin.detectors",
-    "switchgear.plugins.builtin.policy",
-    "switchgear.plugins.builtin.scaler",
+    "switchgear.default_plugins.detectors",
+    "switchgear.default_plugins.policy",
+    "switchgear.default_plugins.scaler",
 )
 
 

@@ -6,11 +6,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
+from switchgear.default_plugins.detectors import baseline
 from switchgear.detector.engine import DetectorEngine
 from switchgear.detector.events import SeriesKey
 from switchgear.detector.report import DetectorMetrics, actions_payload, anomalies_payload
 from switchgear.detector.scrape import metrics_url, scrape_once
-from switchgear.plugins.builtin.detectors import baseline
 from switchgear.settings.detector import DetectorSettings
 from switchgear.types import Action, AnomalyEvent, Backend
 

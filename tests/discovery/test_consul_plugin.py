@@ -6,7 +6,7 @@ from switchgear.discovery.consul import ConsulDiscovery
 from switchgear.plugins.manager import make_plugin_manager
 from switchgear.settings import parse_settings
 
-BUILTIN = "switchgear.plugins.builtin.consul_discovery"
+BUILTIN = "switchgear.default_plugins.consul_discovery"
 
 
 def _sources(settings):  # noqa: ANN001, ANN202

@@ -28,9 +28,9 @@ from tests.discovery.conftest import consul_settings, wait_until
 from tests.fakes import FakeUpstream, Fault
 
 PLUGINS = (
-    "switchgear.plugins.builtin.consul_discovery",
-    "switchgear.plugins.builtin.balancing",
-    "switchgear.plugins.builtin.openai_adapter",
+    "switchgear.default_plugins.consul_discovery",
+    "switchgear.default_plugins.balancing",
+    "switchgear.default_plugins.openai_adapter",
 )
 SWITCHGEAR = str(Path(sys.executable).with_name("switchgear"))
 ADMIN = {"Authorization": "Bearer adm"}

@@ -34,9 +34,9 @@ pytestmark = pytest.mark.slow
 ADMIN_KEY = "e2e-admin-key"
 
 PLUGINS = (
-    "switchgear.plugins.builtin.consul_discovery",
-    "switchgear.plugins.builtin.balancing",
-    "switchgear.plugins.builtin.openai_adapter",
+    "switchgear.default_plugins.consul_discovery",
+    "switchgear.default_plugins.balancing",
+    "switchgear.default_plugins.openai_adapter",
 )
 
 

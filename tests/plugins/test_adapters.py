@@ -7,9 +7,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from switchgear.default_plugins.adapters import Adapters
+from switchgear.default_plugins.protocols import (
+    OllamaAdapter,
+    PromptFormatAdapter,
+    TGIAdapter,
+    render,
+)
 from switchgear.errors import InvalidRequest, UpstreamError
-from switchgear.plugins.adapters import OllamaAdapter, PromptFormatAdapter, TGIAdapter, render
-from switchgear.plugins.builtin.adapters import Adapters
 from switchgear.settings import parse_settings
 from switchgear.types import Adapter, Backend, RequestContext
 from tests.plugins import fakes

@@ -7,15 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from switchgear.plugins.builtin.canary import (
-    SHADOW_KEY,
-    Canary,
-    ShadowPlan,
-    ShadowResult,
-    bucket,
-    make_plugin,
-    mirror,
-)
+from switchgear.default_plugins.canary import Canary, bucket, make_plugin
+from switchgear.proxy.shadow import SHADOW_KEY, ShadowPlan, ShadowResult, mirror
 from switchgear.settings import parse_settings
 from switchgear.settings.router import CanaryRule
 from switchgear.types import RequestContext

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchgear.plugins import catalogue
+from switchgear.proxy import families as catalogue
 from switchgear.settings import parse_settings
 from switchgear.types import Backend
 

@@ -20,7 +20,7 @@ def test_list_shows_name_version_kind_enabled_hooks(
     assert main(["plugins", "list", "--config", str(config)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "VERSION", "KIND", "ENABLED", "HOOKS"]
-    router = next(ln for ln in lines if ln.startswith("switchgear.plugins.builtin.router "))
+    router = next(ln for ln in lines if ln.startswith("switchgear.default_plugins.router "))
     assert router.split()[1:] == ["0.1.0", "built-in", "yes", "select_model,", "startup"]
     canary = next(ln for ln in lines if ln.startswith("canary "))
     assert canary.split()[1:4] == ["-", "built-in", "no"]

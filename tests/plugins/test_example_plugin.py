@@ -92,7 +92,7 @@ async def test_example_plugin_installed_with_pip(
     assert main(["plugins", "list", "--json"]) == 0
     listed = {r["name"]: r for r in orjson.loads(capsys.readouterr().out)}
     assert listed["example"]["version"] == "0.1.0"
-    assert listed["switchgear.plugins.builtin.router"]["kind"] == "built-in"
+    assert listed["switchgear.default_plugins.router"]["kind"] == "built-in"
 
 
 def test_uninstalled_after_the_test() -> None:

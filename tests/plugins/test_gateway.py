@@ -10,7 +10,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from switchgear.plugins.builtin.canary import Canary
+from switchgear.default_plugins.canary import Canary
 from switchgear.settings import parse_settings
 from switchgear.settings.router import CanaryRule
 from switchgear.types import RequestContext
@@ -262,7 +262,7 @@ async def test_disabling_plugins_by_config(
     }
     assert rows["router"]["enabled"] is False and rows["router"]["builtin"] is True
     assert rows["tests.plugins.plugins_for_tests.marker"]["hooks"] == ["rewrite_request"]
-    assert rows["switchgear.plugins.builtin.adapters"]["enabled"] is True
+    assert rows["switchgear.default_plugins.adapters"]["enabled"] is True
 
     config["plugins"]["disabled"] = ["tests.plugins.plugins_for_tests.marker"]
     client = await gateway(config)

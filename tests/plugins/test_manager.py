@@ -57,17 +57,17 @@ def test_builtins_load_and_disabled_names_block_them() -> None:
     pm = make_plugin_manager(load_entrypoints=False)
     names = {n for n, p in pm.list_name_plugin() if p is not None}
     assert {
-        "switchgear.plugins.builtin.router",
-        "switchgear.plugins.builtin.adapters",
-        "switchgear.plugins.builtin.canary",
+        "switchgear.default_plugins.router",
+        "switchgear.default_plugins.adapters",
+        "switchgear.default_plugins.canary",
     } <= names
     pm = make_plugin_manager(
-        load_entrypoints=False, disabled=["router", "switchgear.plugins.builtin.canary"]
+        load_entrypoints=False, disabled=["router", "switchgear.default_plugins.canary"]
     )
     names = {n for n, p in pm.list_name_plugin() if p is not None}
     assert (
-        "switchgear.plugins.builtin.router" not in names
-        and "switchgear.plugins.builtin.canary" not in names
+        "switchgear.default_plugins.router" not in names
+        and "switchgear.default_plugins.canary" not in names
     )
     rows = {r["name"]: r for r in describe_plugins(pm)}
     assert rows["router"] == {
@@ -87,7 +87,7 @@ def test_settings_configure_built_ins_and_modules() -> None:
     )
     pm = make_plugin_manager(settings=settings, load_entrypoints=False)
     assert pm.timeout == 1.5
-    router: Any = pm.get_plugin("switchgear.plugins.builtin.router")
+    router: Any = pm.get_plugin("switchgear.default_plugins.router")
     assert router.settings.aliases == ["smart"]
     assert pm.get_plugin(MARKER) is marker
     row = next(r for r in describe_plugins(pm) if r["name"] == MARKER)

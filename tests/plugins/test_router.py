@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from switchgear.default_plugins.router import PromptRouter
 from switchgear.errors import ContextLengthExceeded
-from switchgear.plugins import catalogue
-from switchgear.plugins.builtin.router import PromptRouter
-from switchgear.plugins.text import detect_language, estimate_prompt_tokens, estimate_tokens
+from switchgear.proxy import families as catalogue
+from switchgear.proxy.text import detect_language, estimate_prompt_tokens, estimate_tokens
 from switchgear.settings import parse_settings
 from switchgear.settings.router import RouterSettings
 from switchgear.types import ModelInfo, RequestContext

@@ -19,9 +19,9 @@ from switchgear.settings import Settings, parse_settings
 from tests.fakes import FakeUpstream
 
 GATEWAY_PLUGINS = (
-    "switchgear.plugins.builtin.static_discovery",
-    "switchgear.plugins.builtin.balancing",
-    "switchgear.plugins.builtin.openai_adapter",
+    "switchgear.default_plugins.static_discovery",
+    "switchgear.default_plugins.balancing",
+    "switchgear.default_plugins.openai_adapter",
 )
 
 #: Small deadlines so fault tests finish fast; tests override what they exercise.

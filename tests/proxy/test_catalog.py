@@ -3,7 +3,7 @@ in fallback decisions, aliases a client may name, and the routing metrics."""
 
 from __future__ import annotations
 
-from switchgear.plugins.builtin import router
+from switchgear.default_plugins import router
 from switchgear.proxy import keys
 from switchgear.proxy.metrics import Metrics
 from tests.fakes import Fault

@@ -23,8 +23,8 @@ from tests.proxy.conftest import GATEWAY_PLUGINS, backends, gateway_pm
 ADMIN = {"Authorization": "Bearer adm"}
 PLUGINS = (
     *GATEWAY_PLUGINS,
-    "switchgear.plugins.builtin.detectors",
-    "switchgear.plugins.builtin.policy",
+    "switchgear.default_plugins.detectors",
+    "switchgear.default_plugins.policy",
 )
 DETECTOR: dict[str, Any] = {
     "enabled": True,

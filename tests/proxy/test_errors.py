@@ -186,7 +186,7 @@ async def test_admin_routes_need_the_admin_key(upstream, gateway, http):
     )
     async with http.get(gw.url + "/admin/plugins", headers={"Authorization": "Bearer adm"}) as r:
         names = {p["name"] for p in (await r.json())["data"]}
-    assert "switchgear.plugins.builtin.balancing" in names
+    assert "switchgear.default_plugins.balancing" in names
 
 
 async def test_admin_without_configured_key_is_403(gateway, http):

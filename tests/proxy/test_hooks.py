@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from switchgear import hookimpl
-from switchgear.plugins.builtin import balancing
+from switchgear.default_plugins import balancing
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.keys import OBSERVERS
 from switchgear.types import Backend, RequestContext, RouteDecision
@@ -145,7 +145,7 @@ async def test_lifecycle_routes_and_discovery_hooks(gateway):
 
 
 async def test_custom_adapter_is_used(upstream, gateway):
-    from switchgear.plugins.builtin.openai_adapter import OpenAIAdapter
+    from switchgear.default_plugins.openai_adapter import OpenAIAdapter
 
     class Tagged(OpenAIAdapter):
         name = "tagged"

@@ -94,7 +94,7 @@ def plugin_manager() -> Any:
     from switchgear.worker.app import register_gates
 
     pm = make_plugin_manager(
-        load_entrypoints=False, builtins=["switchgear.plugins.builtin.quantization"]
+        load_entrypoints=False, builtins=["switchgear.default_plugins.quantization"]
     )
     register_gates(pm)
     return pm

@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from switchgear import hookimpl
+from switchgear.default_plugins.configured import Configured
 from switchgear.errors import ContextLengthExceeded
-from switchgear.plugins.catalogue import fill, partial_languages
-from switchgear.plugins.configured import Configured
-from switchgear.plugins.text import (
+from switchgear.proxy.families import fill, partial_languages
+from switchgear.proxy.text import (
     detect_language,
     estimate_prompt_tokens,
     prompt_text,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from switchgear.plugins.hookspecs import hookimpl
+from switchgear.worker.onnx import export_onnx
 
 METHODS = ("int8-dynamic", "quanto-int8", "quanto-int4", "onnx")
 
@@ -62,29 +63,6 @@ def _quanto(bundle: Any, method: str) -> Any:
     quantize(bundle.model, weights=weights)
     freeze(bundle.model)
     return dataclasses.replace(bundle, quantization=method)
-
-
-def export_onnx(model: Any, tokenizer: Any, out: str | Path) -> Path:
-    """Export a PyTorch causal LM (with KV cache) to an ONNX Runtime directory at ``out``.
-
-    Tracing emits TracerWarnings by design (shapes are traced as constants where the model
-    branches on them); they are silenced here, not in the caller.
-    """
-    from optimum.exporters.onnx import main_export
-
-    out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="switchgear-export-") as src, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save_pretrained(src)
-        tokenizer.save_pretrained(src)
-        main_export(
-            src,
-            output=out,
-            task="text-generation-with-past",
-            do_validation=False,
-            local_files_only=True,
-        )
-    return out
 
 
 def _onnx(bundle: Any) -> Any:

@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
+from switchgear.default_plugins.protocols import common
 from switchgear.errors import UpstreamError
-from switchgear.plugins.adapters import common
-from switchgear.plugins.text import content_text
+from switchgear.proxy.text import content_text
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
 OPTIONS = {

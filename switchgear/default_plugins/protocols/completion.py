@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from switchgear.default_plugins.protocols import common
+from switchgear.default_plugins.protocols.prompt_formats import get_format, render, strip_stop
 from switchgear.errors import UpstreamError
-from switchgear.plugins.adapters import common
-from switchgear.plugins.adapters.prompt_formats import get_format, render, strip_stop
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
 # Chat-only fields a completion endpoint rejects.

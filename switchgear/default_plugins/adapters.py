@@ -1,6 +1,6 @@
 """Built-in adapters plugin: native protocols (TGI, Ollama) and prompt formats.
 
-* ``adapter_for_backend`` (trylast) — an adapter from :mod:`switchgear.plugins.adapters` for
+* ``adapter_for_backend`` (trylast) — an adapter from :mod:`switchgear.default_plugins.protocols` for
   ``backend.protocol``; None for ``openai`` (the OpenAI pass-through adapter answers that).
   The prompt format comes from the backend's ``prompt_format`` meta, then ``models.<name>``
   and ``router.catalogue`` in config, then the built-in catalogue.
@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from switchgear import hookimpl
-from switchgear.plugins.adapters import adapter_for
-from switchgear.plugins.adapters.prompt_formats import FORMATS
-from switchgear.plugins.catalogue import model_info
-from switchgear.plugins.configured import Configured
+from switchgear.default_plugins.configured import Configured
+from switchgear.default_plugins.protocols import adapter_for
+from switchgear.default_plugins.protocols.prompt_formats import FORMATS
+from switchgear.proxy.families import model_info
 from switchgear.types import Adapter, Backend, RequestContext
 
 

@@ -2,16 +2,16 @@
 
 :func:`~switchgear.plugins.manager.make_plugin_manager` called with ``settings`` builds them
 configured. A manager built without settings (``make_plugin_manager()`` alone) still works:
-their ``startup`` hook reads the gateway's settings from the app, through the documented
-``switchgear.proxy.keys.SETTINGS`` key, before the first request arrives.
+their ``startup`` hook reads the gateway's settings from the app, through the
+:data:`switchgear.proxy.keys.SETTINGS` key, before the first request arrives.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from switchgear import hookimpl
+from switchgear.proxy import keys
 
 
 class Configured:
@@ -30,7 +30,6 @@ class Configured:
     def startup(self, app: Any) -> None:
         if self.configured:
             return
-        keys = sys.modules.get("switchgear.proxy.keys")  # loaded only inside the gateway
-        settings = app.get(keys.SETTINGS) if keys is not None else None
+        settings = app.get(keys.SETTINGS)  # absent in a worker app
         if settings is not None:
             self.bind(settings)

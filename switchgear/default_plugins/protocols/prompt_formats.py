@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchgear.errors import InvalidRequest
-from switchgear.plugins.text import content_text
+from switchgear.proxy.text import content_text
 
 
 @dataclass(frozen=True, slots=True)

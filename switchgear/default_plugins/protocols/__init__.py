@@ -17,10 +17,10 @@ protocol                             adapter
 
 from __future__ import annotations
 
-from switchgear.plugins.adapters.completion import PromptFormatAdapter
-from switchgear.plugins.adapters.ollama import OllamaAdapter
-from switchgear.plugins.adapters.prompt_formats import FORMATS, render
-from switchgear.plugins.adapters.tgi import TGIAdapter
+from switchgear.default_plugins.protocols.completion import PromptFormatAdapter
+from switchgear.default_plugins.protocols.ollama import OllamaAdapter
+from switchgear.default_plugins.protocols.prompt_formats import FORMATS, render
+from switchgear.default_plugins.protocols.tgi import TGIAdapter
 from switchgear.types import Adapter
 
 __all__ = ["FORMATS", "OllamaAdapter", "PromptFormatAdapter", "TGIAdapter", "adapter_for", "render"]

@@ -22,43 +22,23 @@ split (the router chose it on purpose).
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import hashlib
 import statistics
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from switchgear import hookimpl
-from switchgear.plugins.configured import Configured
+from switchgear.default_plugins.configured import Configured
+from switchgear.proxy.shadow import SHADOW_KEY, ShadowPlan, ShadowResult
 from switchgear.settings.router import CanaryRule
 from switchgear.types import ModelInfo, RequestContext, RouteDecision
 
-SHADOW_KEY = "switchgear.shadow"
 WINDOW = 1000  # samples kept per rule
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowResult:
-    """The primary's and the candidate's answers to one mirrored request (OpenAI bodies)."""
-
-    primary: Mapping[str, Any] | None
-    candidate: Mapping[str, Any] | None
-    primary_latency_s: float | None
-    candidate_latency_s: float | None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowPlan:
-    model: str
-    source_model: str
-    record: Callable[[ShadowResult], None]
 
 
 @dataclass(slots=True)
@@ -105,45 +85,6 @@ def bucket(key: str, salt: str) -> float:
     """A stable number in [0, 1) for a request key."""
     digest = hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
-
-
-async def mirror(
-    plan: ShadowPlan,
-    ctx: RequestContext,
-    primary: Mapping[str, Any] | None,
-    primary_latency_s: float | None,
-    complete: Callable[[RequestContext], Awaitable[Mapping[str, Any]]],
-) -> None:
-    """Run the shadow request and record it: what the gateway calls for a :class:`ShadowPlan`.
-
-    ``complete(ctx)`` answers a non-streamed request through the gateway's normal path
-    (backends, adapters, retries) and returns the OpenAI body; ``primary`` is the body the
-    client received (None when it was streamed). Failures are recorded, never raised.
-    """
-    body = {**ctx.body, "model": plan.model, "stream": False}
-    body.pop("stream_options", None)
-    shadow = RequestContext(
-        request_id=f"{ctx.request_id}-shadow",
-        endpoint=ctx.endpoint,
-        body=body,
-        requested_model=plan.model,
-        model=plan.model,
-        api_key_id=ctx.api_key_id,
-        route_rule=f"shadow:{plan.source_model}->{plan.model}",
-    )
-    started = time.monotonic()
-    try:
-        answer = await complete(shadow)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        plan.record(
-            ShadowResult(
-                primary, None, primary_latency_s, None, error=f"{type(exc).__name__}: {exc}"
-            )
-        )
-        return
-    plan.record(ShadowResult(primary, answer, primary_latency_s, time.monotonic() - started))
 
 
 class Canary(Configured):

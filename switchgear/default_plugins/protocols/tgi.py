@@ -11,7 +11,7 @@ rendered with the model's prompt format (see :mod:`.prompt_formats`). Wire forma
     …the last event has "generated_text" and "details"; an error is data:{"error":"…","error_type":"…"}
 
 TGI reports no prompt token count without ``decoder_input_details``; usage's
-``prompt_tokens`` is then the tokenizer-free estimate of :mod:`switchgear.plugins.text`.
+``prompt_tokens`` is then the tokenizer-free estimate of :mod:`switchgear.proxy.text`.
 A stop sequence TGI matched is cut from non-streamed text; in a stream it has already been
 sent token by token when TGI reports it.
 """
@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from switchgear.default_plugins.protocols import common
+from switchgear.default_plugins.protocols.prompt_formats import get_format, render, strip_stop
 from switchgear.errors import UpstreamError
-from switchgear.plugins.adapters import common
-from switchgear.plugins.adapters.prompt_formats import get_format, render, strip_stop
-from switchgear.plugins.text import estimate_tokens
+from switchgear.proxy.text import estimate_tokens
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
 DEFAULT_MAX_NEW_TOKENS = 512
