@@ -169,9 +169,8 @@ async def read_request(request: web.Request, endpoint: Endpoint) -> ParsedReques
 
     Raises the client's error (400, 413) when the body is not a valid request.
     """
-    found = request.get(keys.PARSED_REQUEST)
-    if found is not None:
-        return found
+    if keys.PARSED_REQUEST in request:
+        return request[keys.PARSED_REQUEST]
     limits = request.app[keys.SETTINGS].limits
     body = await read_json_object(request, limits.max_body_bytes)
     parsed = parse(body, endpoint, limits.max_tokens_cap)
