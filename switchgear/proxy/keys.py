@@ -21,7 +21,7 @@ from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.upstream import Upstream
 from switchgear.settings import Settings
-from switchgear.types import Observation
+from switchgear.types import Observation, ParsedRequest
 
 if TYPE_CHECKING:  # views.dashboard imports this module
     from switchgear.proxy.views.dashboard import DashboardSources
@@ -55,7 +55,7 @@ ADMIN_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("admin_key", tuple)
 DASHBOARD_SOURCES: web.AppKey[DashboardSources] = web.AppKey("dashboard_sources")
 #: Per-key request and token buckets (``rate_limits``).
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
-#: The parsed JSON body, when a middleware already read it (dispatch reuses it).
-BODY: web.RequestKey[object] = web.RequestKey("body", object)
+#: The client's request, parsed and validated once (``switchgear.proxy.request``).
+PARSED_REQUEST = web.RequestKey("parsed_request", ParsedRequest)
 #: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
 TOKENS_USED = web.RequestKey("tokens_used", int)
