@@ -224,7 +224,8 @@ class ModelResolution:
     ``requested`` is the name the client sent; ``model`` the model chosen for it (through
     aliases and ``select_model``), the head of its fallback chain; ``rule`` what chose it
     (None when the name was used as is). ``answered_model`` and ``backend`` are set once,
-    when an upstream answer arrived (a fallback model may have answered).
+    when the upstream answer arrived (a fallback model may have answered; a stream resumed
+    elsewhere keeps the first).
     """
 
     requested: str

@@ -10,7 +10,7 @@ import pytest
 from switchgear import hookimpl
 from switchgear.errors import InvalidRequest
 from switchgear.proxy import request as parsed_request
-from switchgear.proxy.ratelimit import estimate_tokens
+from switchgear.proxy.ratelimit import token_cost
 from switchgear.proxy.request import RULES, describe, parse
 from switchgear.proxy.text import estimate_prompt_tokens
 from switchgear.proxy.views.openapi import document
@@ -97,10 +97,10 @@ def test_parsed_fields_cap_and_one_estimate() -> None:
     assert p.max_tokens == 900 and p.n is None and len(p.messages) == 2
     assert p.last_user_text == "长城有多长?" and p.capabilities == ("tools",)
     assert p.prompt_tokens == estimate_prompt_tokens(body)
-    assert estimate_tokens(p) == p.prompt_tokens + 900  # the limiter uses the same estimate
+    assert token_cost(p) == p.prompt_tokens + 900  # the limiter uses the same estimate
     emb = parse({"model": "e", "input": [[1, 2, 3], [4]], "stream": True}, "embeddings")
     assert emb.stream is False and emb.prompt_tokens == 4  # token ids count one each
-    assert estimate_tokens(None) == 0
+    assert token_cost(None) == 0
 
 
 def test_describe_never_raises_on_a_partial_body() -> None:
