@@ -180,7 +180,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
         else:
             request[keys.BODY] = body
         estimate = estimate_tokens(body)
-    refused = limiter.take(key, estimate)
+    refused = await limiter.take(key, estimate)
     if refused is not None:
         which, wait = refused
         lim = limiter.limits(key)
@@ -195,7 +195,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     finally:
         used = request.get(keys.TOKENS_USED)
         if used is not None:
-            limiter.settle(key, estimate, used)
+            await limiter.settle(key, estimate, used)
 
 
 MIDDLEWARES = (request_id, errors, metrics, auth, rate_limit)

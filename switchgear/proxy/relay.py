@@ -23,6 +23,7 @@ from switchgear.errors import APIError, UpstreamError, UpstreamTimeout
 from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
 from switchgear.proxy.keys import REQUEST_ID, TOKENS_USED, UPSTREAM
+from switchgear.proxy.ratelimit import streamed_tokens
 from switchgear.proxy.resume import Transcript, resume
 from switchgear.types import RequestContext
 
@@ -117,6 +118,8 @@ async def relay_stream(
         await answer.close(complete=complete)
         if transcript.total_tokens is not None:
             request[TOKENS_USED] = transcript.total_tokens
+        else:  # no usage chunk: charge the text that was streamed, not the estimate
+            request[TOKENS_USED] = streamed_tokens(ctx.body, transcript.text, transcript.tokens)
     await resp.write_eof()
     return resp
 
