@@ -17,6 +17,7 @@ Writes never block a request: ``on_change`` only notes the change and wakes the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from switchgear.state.store import FAILURES, RedisStore
+from switchgear.state.store import FAILURES, RedisStore, cancelled_meanwhile
 
 log = logging.getLogger("switchgear.state")
 
@@ -102,7 +103,7 @@ class HealthSync:
             try:
                 await self._flush()
             except FAILURES:
-                pass
+                cancelled_meanwhile()
 
     # --- in ---------------------------------------------------------------------------------
 
@@ -145,13 +146,13 @@ class HealthSync:
                 self.synced.set()
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
+                    cancelled_meanwhile()
                     if msg is not None and msg.get("type") == "message":
                         self._apply(msg["data"])
             except FAILURES as exc:
+                cancelled_meanwhile()
                 self.store.failed("health_subscribe", exc)
                 self.synced.clear()
             finally:
-                try:
+                with contextlib.suppress(*FAILURES):
                     await pubsub.aclose()
-                except FAILURES:
-                    pass

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from switchgear.state.store import FAILURES, RedisStore
+from switchgear.state.store import FAILURES, RedisStore, cancelled_meanwhile
 
 log = logging.getLogger("switchgear.state")
 
@@ -69,6 +69,7 @@ class Leadership:
                 self._claim(keys=[self.key], args=[self.store.member, int(self.ttl * 1000)]),
             )
         except FAILURES:
+            cancelled_meanwhile()
             if self._down_since is None:
                 self._down_since = sent
             won = 0

@@ -9,6 +9,8 @@ token bucket), and then TAT moves there. ``Retry-After`` is the time until it wo
 concurrent gateways cannot both take the last unit; "now" is Redis's ``TIME``, so the
 gateways' clocks never matter. Keys expire when their bucket is full again.
 
+Calls of one event-loop turn share one pipeline (:mod:`switchgear.state.batch`).
+
 Settling replaces the up-front token estimate by what the answer used: TAT moves by
 ``(used - estimate) * 60 / L`` and never below now (a full bucket does not overflow), so a
 stream that used more than its estimate leaves a debt the next requests wait for.
@@ -16,10 +18,11 @@ stream that used more than its estimate leaves a debt the next requests wait for
 
 from __future__ import annotations
 
+from switchgear.state.batch import Script, ScriptBatch
 from switchgear.state.local import Refusal
 from switchgear.state.store import RedisStore
 
-_TAKE = """
+_TAKE = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local rpm, tpm, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -43,9 +46,9 @@ if ttat then
   redis.call('SET', KEYS[2], string.format('%.6f', ttat), 'PX', math.ceil((ttat - now) * 1000) + 1000)
 end
 return {0, '0'}
-"""
+""")
 
-_SETTLE = """
+_SETTLE = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local tpm, estimated, used = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -57,7 +60,7 @@ else
   redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
 end
 return 1
-"""
+""")
 
 _WHICH = {1: "requests", 2: "tokens"}
 
@@ -65,8 +68,7 @@ _WHICH = {1: "requests", 2: "tokens"}
 class RedisLimits:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self._take = store.client.register_script(_TAKE)
-        self._settle = store.client.register_script(_SETTLE)
+        self._batch = ScriptBatch(store, "rate_limit")
 
     def _keys(self, key: str) -> list[str]:
         base = self.store.key("rl", key)
@@ -74,15 +76,10 @@ class RedisLimits:
 
     async def take(self, key: str, rpm: int | None, tpm: int | None, tokens: int) -> Refusal | None:
         """Like :meth:`LocalLimits.take`, for the whole fleet; raises when Redis fails."""
-        code, wait = await self.store.call(
-            "rate_limit", self._take(keys=self._keys(key), args=[rpm or 0, tpm or 0, tokens])
-        )
+        code, wait = await self._batch.call(_TAKE, self._keys(key), [rpm or 0, tpm or 0, tokens])
         if int(code) == 0:
             return None
         return _WHICH[int(code)], float(wait)
 
     async def settle(self, key: str, tpm: int, estimated: int, used: int) -> None:
-        await self.store.call(
-            "rate_limit_settle",
-            self._settle(keys=self._keys(key)[1:], args=[tpm, estimated, used]),
-        )
+        await self._batch.call(_SETTLE, self._keys(key)[1:], [tpm, estimated, used])

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import orjson
 
 from switchgear.state.leader import Leadership
-from switchgear.state.store import FAILURES, RedisStore
+from switchgear.state.store import FAILURES, RedisStore, cancelled_meanwhile
 from switchgear.types import Observation
 
 FLUSH_S = 0.25
@@ -52,6 +52,7 @@ class ObservationRelay:
             await self.store.call("observations", pipe.execute())
         except FAILURES:
             self._buffer.extendleft(reversed(batch))
+            raise
 
     async def _drain(self, feed: Feed) -> None:
         batches = await self.store.call("observations", self.store.client.lpop(self.key, POP))
@@ -73,4 +74,4 @@ class ObservationRelay:
                 elif self._buffer:
                     await self._push()
             except FAILURES:
-                pass
+                cancelled_meanwhile()

@@ -50,10 +50,20 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+def cancelled_meanwhile() -> None:
+    """Raise CancelledError when the current task is being cancelled.
+
+    redis-py's asyncio client can absorb a cancellation that lands inside a call (the call
+    then returns, or fails as a timeout or connection error); loops that survive Redis
+    failures call this so they still stop when cancelled.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisStore:
-    def __init__(
-        self, settings: StateSettings, metrics: StateMetrics, *, workers: int = 1
-    ) -> None:
+    def __init__(self, settings: StateSettings, metrics: StateMetrics, *, workers: int = 1) -> None:
         assert settings.redis_url is not None
         self.settings = settings
         self.metrics = metrics
@@ -106,10 +116,13 @@ class RedisStore:
         """Await one Redis call under the timeout; a failure marks the store down and raises."""
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                return await aw
+                result = await aw
         except FAILURES as exc:
+            cancelled_meanwhile()
             self.failed(op, exc)
             raise
+        cancelled_meanwhile()  # the client may finish a call its cancellation interrupted
+        return result
 
     # --- heartbeat ------------------------------------------------------------------------
 
@@ -118,9 +131,7 @@ class RedisStore:
         try:
             n = await self.call(
                 "heartbeat",
-                self._membership(
-                    keys=[self.key("members")], args=[self.member, self.interval * 3]
-                ),
+                self._membership(keys=[self.key("members")], args=[self.member, self.interval * 3]),
             )
         except FAILURES:
             return False
