@@ -76,7 +76,6 @@ class FleetState:
         store = self.store = RedisStore(self.settings, self.metrics, workers=self.workers)
         self.limits = RedisLimits(store)
         self.health = HealthSync(store, backends)
-        self.leader = Leadership(store)
         store.metrics.up.set(0)
         if not await store.beat():
             log.warning(
@@ -90,8 +89,9 @@ class FleetState:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CONNECT_WAIT_S):
                     await self.health.synced.wait()  # serve with the fleet's ejections loaded
-        self._spawn("leader", self.leader.run())
-        if feed is not None:
+        if feed is not None:  # leadership only matters to a detector
+            self.leader = Leadership(store)
+            self._spawn("leader", self.leader.run())
             self.relay = ObservationRelay(store, self.leader, feed)
             self._spawn("observations", self.relay.run())
         try:
@@ -101,7 +101,7 @@ class FleetState:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
-            if store.up:
+            if store.up and self.leader is not None:
                 await self.leader.release()
                 await store.leave()
             await store.aclose()

@@ -19,6 +19,7 @@ while Redis is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -128,6 +129,9 @@ class RedisStore:
 
     async def beat(self) -> bool:
         """One heartbeat: membership (which also proves Redis answers); True when up."""
+        if not self.up:  # pooled connections may be from before a restart: start afresh
+            with contextlib.suppress(*FAILURES):
+                await self.client.connection_pool.disconnect(inuse_connections=False)
         try:
             n = await self.call(
                 "heartbeat",
@@ -146,10 +150,8 @@ class RedisStore:
             await asyncio.sleep(self.interval)
 
     async def leave(self) -> None:
-        try:
+        with contextlib.suppress(*FAILURES):
             await self.call("leave", self.client.zrem(self.key("members"), self.member))
-        except FAILURES:
-            pass
 
     async def aclose(self) -> None:
         await self.client.aclose()
