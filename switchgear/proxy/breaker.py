@@ -21,8 +21,8 @@ requests, latency and counters stay per process.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"

@@ -71,6 +71,7 @@ class RateLimiter:
         shared = self._shared()
         if shared is not None:
             try:
+                # Awaited: a client's next request, on any gateway, sees this settlement.
                 await shared.settle(key, tpm, estimated, used)
                 return
             except FAILURES:

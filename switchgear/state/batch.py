@@ -6,6 +6,8 @@ queues the calls of one turn and sends them in a single non-transactional pipeli
 connection (each script stays atomic on its own), then resolves every caller's future.
 Scripts are sent by SHA; a Redis that lost them (a restart) answers ``NOSCRIPT``, and the
 batch loads them and is sent once more.
+
+A batch of one is sent as a plain ``EVALSHA`` (a pipeline of one costs more).
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ class ScriptBatch:
         task.add_done_callback(self._sending.discard)
 
     async def _execute(self, batch: list[_Call]) -> list[Any]:
+        if len(batch) == 1:  # a pipeline of one costs more than the plain call
+            script, argv, _ = batch[0]
+            try:
+                return [await self.store.client.evalsha(script.sha, *argv)]
+            except NoScriptError:
+                await self.store.client.script_load(script.source)
+                return [await self.store.client.evalsha(script.sha, *argv)]
         pipe = self.store.client.pipeline(transaction=False)
         for script, argv, _ in batch:
             pipe.evalsha(script.sha, *argv)

@@ -85,8 +85,8 @@ class HealthSync:
                 pipe.hset(opened, c.backend_id, repr(c.at))
             else:
                 pipe.hdel(opened, c.backend_id)
-            message = {"o": self.store.member, "b": c.backend_id, "k": c.kind}
-            message.update(r=c.reason, t=c.at)
+            message: dict[str, object] = {"o": self.store.member, "b": c.backend_id}
+            message.update(k=c.kind, r=c.reason, t=c.at)
             pipe.publish(self.channel, orjson.dumps(message))
         await self.store.call("health_publish", pipe.execute())
         for k, c in batch.items():

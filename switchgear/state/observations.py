@@ -55,7 +55,10 @@ class ObservationRelay:
             raise
 
     async def _drain(self, feed: Feed) -> None:
-        batches = await self.store.call("observations", self.store.client.lpop(self.key, POP))
+        batches: list[bytes] | None = await self.store.call(
+            "observations",
+            self.store.client.lpop(self.key, POP),  # type: ignore[arg-type]
+        )
         for raw in batches or ():
             for row in orjson.loads(raw):
                 feed(Observation(*row))

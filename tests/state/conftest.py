@@ -125,6 +125,19 @@ async def wait_healthy(gw: GatewayProcess, within: float = 60.0) -> None:
 GatewayStarter = Callable[..., Awaitable[GatewayProcess]]
 
 
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m switchgear.cli ARGS`` in its own process group (killed whole after)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "switchgear.cli", *args],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"},
+            start_new_session=True,
+        )
+
+
 @pytest.fixture
 async def gateways(tmp_path: Path) -> AsyncIterator[GatewayStarter]:
     """``await gateways(config, workers=1)``: a gateway process on a free port, killed after."""
@@ -135,18 +148,8 @@ async def gateways(tmp_path: Path) -> AsyncIterator[GatewayStarter]:
         cfg = tmp_path / f"gw{n}.yaml"
         cfg.write_text(yaml.safe_dump(config))
         port, log = free_port(), tmp_path / f"gw{n}.log"
-        args = [sys.executable, "-m", "switchgear.cli", "serve", "--config", str(cfg)]
-        args += ["--port", str(port), "--workers", str(workers)]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"},
-                start_new_session=True,
-            )
-        gw = GatewayProcess(proc, port, log)
+        args = ["serve", "--config", str(cfg), "--port", str(port), "--workers", str(workers)]
+        gw = GatewayProcess(_spawn(args, log), port, log)
         made.append(gw)
         await wait_healthy(gw)
         return gw
