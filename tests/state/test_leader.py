@@ -10,7 +10,7 @@ import aiohttp
 
 from switchgear.plugins.hookspecs import hookimpl
 from switchgear.plugins.manager import make_plugin_manager
-from switchgear.proxy.keys import DETECTOR, FLEET, OBSERVERS
+from switchgear.proxy.keys import BACKEND_STATE, DETECTOR, FLEET, OBSERVERS
 from switchgear.types import AnomalyEvent, Observation
 from tests.proxy.conftest import GATEWAY_PLUGINS
 from tests.state.conftest import fleet_config, until
@@ -121,3 +121,22 @@ async def test_the_leader_judges_the_observations_of_every_gateway(upstream, red
 
 async def _value(v: bool) -> bool:
     return v
+
+
+async def test_a_new_leader_takes_over_the_detectors_ejections(upstream, redis_server, gateway):
+    up = await upstream("m1")
+    config = fleet_config(up, redis_server.url, detector=DETECTOR_ON)
+    a = await gateway(config, pm=pm(Recorder()))
+    await until(lambda: _value(a.app[FLEET].is_leader()), 5.0, "a leads")
+    b = await gateway(config, pm=pm(Recorder()))
+    a.app[BACKEND_STATE].eject("a", "detector: latency_p95")  # the leader's policy ejected it
+    await until(
+        lambda: _value(b.app[BACKEND_STATE].ejected_ids() == {"a": "detector: latency_p95"}),
+        1.0,
+        "b sees the ejection",
+    )
+    assert b.app[DETECTOR].policy.ejected == {}
+    await a.runner.cleanup()  # a stops cleanly and releases the lock
+    await until(lambda: _value(b.app[FLEET].is_leader()), 2.0, "b leads")
+    # b now owns the ejection: its policy re-probes and readmits it when healthy.
+    assert b.app[DETECTOR].policy.ejected == {"a": "m1"}
