@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from switchgear.settings.state import StateSettings
 from switchgear.state.health import HealthSync, HealthTarget
@@ -63,8 +64,8 @@ class FleetState:
         if self.relay is not None:
             self.relay.observe(obs)
 
-    def _spawn(self, name: str, coro: object) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=f"switchgear-state-{name}"))  # type: ignore[arg-type]
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"switchgear-state-{name}"))
 
     @contextlib.asynccontextmanager
     async def running(
