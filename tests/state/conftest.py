@@ -169,7 +169,9 @@ def fleet_config(up: Any, redis_url: str, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "backends": backends(up, id="a"),
         "auth": {"admin_key": "adm-test"},
-        "state": {"redis_url": redis_url, "key_prefix": "t", "leader_ttl_s": 2.0},
+        # A generous timeout: on a loaded test machine the default 0.25 s can pass, and the
+        # local fallback would blur "exact" (the fallback has tests of its own).
+        "state": {"redis_url": redis_url, "key_prefix": "t", "leader_ttl_s": 2.0, "timeout_s": 2.0},
         "shutdown_grace": 0.5,
     }
     config.update(extra)

@@ -6,6 +6,7 @@ import asyncio
 import signal
 
 import aiohttp
+import pytest
 
 from switchgear.proxy.keys import BACKEND_STATE, FLEET, RATE_LIMITER
 from tests.state.conftest import ADMIN, backends, fleet_config, until
@@ -21,6 +22,7 @@ async def gauge(s: aiohttp.ClientSession, url: str, name: str) -> float | None:
     return None
 
 
+@pytest.mark.slow
 async def test_redis_stopped_mid_traffic_fails_no_request_and_the_fleet_reconverges(
     upstream, redis_server, gateways
 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
 from switchgear.proxy.keys import BACKEND_STATE, FLEET
 from tests.fakes import Fault
@@ -18,6 +19,7 @@ async def backend_row(s: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     return next(row for row in rows if row["id"] == "a")
 
 
+@pytest.mark.slow
 async def test_an_ejection_by_one_gateway_process_is_seen_by_the_other_within_a_second(
     upstream, redis_server, gateways
 ):

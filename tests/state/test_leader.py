@@ -7,6 +7,7 @@ import signal
 from typing import Any
 
 import aiohttp
+import pytest
 
 from switchgear.plugins.hookspecs import hookimpl
 from switchgear.plugins.manager import make_plugin_manager
@@ -31,6 +32,7 @@ async def leader_gauge(s: aiohttp.ClientSession, url: str) -> float:
     return float(line.split()[1])
 
 
+@pytest.mark.slow
 async def test_killing_the_leader_process_hands_leadership_over_within_the_ttl(
     upstream, redis_server, gateways
 ):

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 
 from switchgear.proxy.keys import FLEET, RATE_LIMITER
 from tests.state.conftest import fleet_config
@@ -27,6 +28,7 @@ async def statuses(
     return list(await asyncio.gather(*(one(u) for u in urls)))
 
 
+@pytest.mark.slow
 async def test_requests_per_minute_is_exact_across_two_gateway_processes(
     upstream, redis_server, gateways
 ):
@@ -42,6 +44,7 @@ async def test_requests_per_minute_is_exact_across_two_gateway_processes(
     assert len(up.requests) == 10
 
 
+@pytest.mark.slow
 async def test_requests_per_minute_is_exact_across_two_workers(upstream, redis_server, gateways):
     up = await upstream("m1")
     config = fleet_config(up, redis_server.url, rate_limits={"requests_per_minute": 10})
@@ -63,6 +66,7 @@ async def test_requests_per_minute_is_exact_across_two_workers(upstream, redis_s
     assert "switchgear_state_backend_up 1.0" in metrics
 
 
+@pytest.mark.slow
 async def test_tokens_per_minute_holds_for_streams_without_usage(upstream, redis_server, gateways):
     # Each stream has no max_tokens and no include_usage: its estimate is 9 tokens, but it
     # streams 200 chunks (1,090 characters, 312 tokens by the estimator; 321 with the prompt).
