@@ -35,7 +35,12 @@ run: install $(TINY)/config.json
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium chromium-driver >/dev/null
 
-test: install /usr/bin/chromedriver
+# Shared state tests start real redis-server processes (tests/state/conftest.py).
+/usr/bin/redis-server:
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y redis-server >/dev/null
+
+test: install /usr/bin/chromedriver /usr/bin/redis-server
 	$(PY) -m pytest -q -p no:cacheprovider
 
 check: install
@@ -48,6 +53,7 @@ bench: install $(TINY)/config.json
 	$(PY) bench/worker.py
 	$(PY) bench/detector.py
 	$(PY) bench/nab.py
+	$(PY) bench/state_overhead.py
 
 clean:
 	rm -rf $(VENV) models .pytest_cache

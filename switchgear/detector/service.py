@@ -81,6 +81,7 @@ class DetectorService:
         session: aiohttp.ClientSession,
         metrics: DetectorMetrics | None = None,
         keep_actions: int = 500,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.pm, self.control, self.policy = pm, control, policy
@@ -92,6 +93,11 @@ class DetectorService:
         self._lock = asyncio.Lock()
         self._worse = set(settings.policy.eject_metrics) | set(settings.policy.memory_metrics)
         self._tasks: list[asyncio.Task[None]] = []
+        #: In a fleet only the leader's detector acts (``state.leader``); the others observe.
+        self.leader = leader
+
+    def leads(self) -> bool:
+        return self.leader is None or self.leader()
 
     # --- events in, actions out ----------------------------------------------------------
 
@@ -129,6 +135,8 @@ class DetectorService:
     async def _act(self) -> None:
         while True:
             event = await self._queue.get()
+            if not self.leads():
+                continue
             async with self._lock:
                 results = await call_hook(
                     self.pm,
@@ -146,6 +154,8 @@ class DetectorService:
         next_probe = loop.time() + self.settings.policy.probe_interval_s
         while True:
             await asyncio.sleep(res)
+            if not self.leads():
+                continue
             async with self._lock:
                 if loop.time() >= next_probe:
                     next_probe = loop.time() + self.settings.policy.probe_interval_s

@@ -45,6 +45,7 @@ from switchgear.proxy.views import (
 )
 from switchgear.proxy.views.dashboard import setup_dashboard
 from switchgear.settings import Settings
+from switchgear.state import FleetState, StateMetrics
 from switchgear.types import ModelInfo, Observation
 
 log = logging.getLogger("switchgear.proxy")
@@ -63,6 +64,7 @@ def create_app(
     setup_routes(app)
     setup_dashboard(app)
     setup_discovery(app)
+    setup_fleet(app)
     setup_upstream(app)
     setup_shadow(app)
     setup_detection(app)
@@ -85,7 +87,10 @@ def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManag
     app[keys.API_KEYS] = tuple(k.encode() for k in settings.auth.resolved_api_keys())
     admin_key = settings.auth.resolved_admin_key()
     app[keys.ADMIN_KEY] = (admin_key.encode(),) if admin_key else ()
-    app[keys.RATE_LIMITER] = RateLimiter(settings.rate_limits)
+    app[keys.FLEET] = FleetState(
+        settings.state, StateMetrics(app[keys.METRICS].registry), workers=settings.workers
+    )
+    app[keys.RATE_LIMITER] = RateLimiter(settings.rate_limits, app[keys.FLEET])
 
 
 def setup_routes(app: web.Application) -> None:
@@ -167,6 +172,42 @@ async def _run_source(source: object, registry: Registry) -> None:
             "discovery source %s failed; its backends stay as last published",
             getattr(source, "name", source),
         )
+
+
+def setup_fleet(app: web.Application) -> None:
+    """Shared state (``state.redis_url``): limits, backend health, detector leadership."""
+
+    async def fleet(app: web.Application) -> AsyncIterator[None]:
+        state, settings = app[keys.FLEET], app[keys.SETTINGS]
+
+        def feed() -> Callable[[Observation], None] | None:
+            service = app.get(keys.DETECTOR)
+            return service.engine.observe if service is not None else None
+
+        detecting = settings.detector.enabled and state.shared
+        async with state.running(app[keys.BACKEND_STATE], feed if detecting else None):
+            if detecting:
+                app[keys.OBSERVERS].append(state.observe)
+                assert state.leader is not None
+                state.leader.on_elected.append(lambda: _adopt_ejections(app))
+            try:
+                yield
+            finally:
+                if detecting:
+                    app[keys.OBSERVERS].remove(state.observe)
+
+    app.cleanup_ctx.append(fleet)
+
+
+def _adopt_ejections(app: web.Application) -> None:
+    """A new detector leader takes over the detector's ejections, so it re-probes them."""
+    service = app.get(keys.DETECTOR)
+    if service is None:
+        return
+    models = {b.id: b.model for b in app[keys.REGISTRY].all_backends()}
+    for backend_id, reason in app[keys.BACKEND_STATE].ejected_ids().items():
+        if reason.startswith("detector:"):
+            service.policy.ejected.setdefault(backend_id, models.get(backend_id, ""))
 
 
 def setup_upstream(app: web.Application) -> None:

@@ -10,11 +10,18 @@ Ejection is separate and manual (the detector's policy or an operator): an eject
 backend receives no traffic until :meth:`BackendState.readmit`.
 
 All methods are synchronous and run on the event loop; there is no locking.
+
+Fleets: every transition this process makes (eject, readmit, breaker open, breaker close) is
+reported to ``on_change(backend_id, kind, reason)`` when set; the fleet state
+(:mod:`switchgear.state.health`) publishes it, and applies the transitions of other gateways
+through :meth:`BackendState.apply`, which never reports back (no echo). Outstanding
+requests, latency and counters stay per process.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +58,11 @@ class BackendState:
         self.clock = clock
         self._stats: dict[str, BackendStats] = {}
         self._counters: dict[str, int] = {}
+        self.on_change: Callable[[str, str, str], None] | None = None
+
+    def _changed(self, backend_id: str, kind: str, reason: str) -> None:
+        if self.on_change is not None:
+            self.on_change(backend_id, kind, reason)
 
     def get(self, backend_id: str) -> BackendStats:
         st = self._stats.get(backend_id)
@@ -116,7 +128,10 @@ class BackendState:
         st = self.get(backend_id)
         st.successes += 1
         st.consecutive_failures = 0
+        was = st.state
         st.state, st.probe_in_flight = CLOSED, False
+        if was != CLOSED:
+            self._changed(backend_id, "close", "")
         if latency_s is not None:
             st.ewma_s = (
                 latency_s if st.ewma_s is None else st.ewma_s + EWMA_ALPHA * (latency_s - st.ewma_s)
@@ -128,7 +143,10 @@ class BackendState:
         st.consecutive_failures += 1
         st.last_error = reason
         if st.state == HALF_OPEN or st.consecutive_failures >= self.failure_threshold:
+            was = st.state
             st.state, st.opened_at, st.probe_in_flight = OPEN, self.clock(), False
+            if was != OPEN:
+                self._changed(backend_id, "open", reason)
 
     def neutral(self, backend_id: str) -> None:
         """The attempt ended without judging the backend (client error, 429, client gone)."""
@@ -139,12 +157,35 @@ class BackendState:
     # --- ejection ---------------------------------------------------------------------
 
     def eject(self, backend_id: str, reason: str) -> None:
-        self.get(backend_id).ejected = reason or "ejected"
+        self.get(backend_id).ejected = reason = reason or "ejected"
+        self._changed(backend_id, "eject", reason)
 
     def readmit(self, backend_id: str, reason: str = "") -> None:
+        self._readmit(backend_id)
+        self._changed(backend_id, "readmit", reason)
+
+    def _readmit(self, backend_id: str) -> None:
         st = self.get(backend_id)
         st.ejected = None
         st.state, st.consecutive_failures, st.probe_in_flight = CLOSED, 0, False
+
+    def ejected_ids(self) -> dict[str, str]:
+        """Ejected backends and why."""
+        return {k: st.ejected for k, st in self._stats.items() if st.ejected is not None}
+
+    def apply(self, backend_id: str, kind: str, reason: str, age_s: float = 0.0) -> None:
+        """Apply another gateway's transition (``age_s`` ago); not reported to ``on_change``."""
+        if kind == "eject":
+            self.get(backend_id).ejected = reason or "ejected"
+        elif kind == "readmit":
+            self._readmit(backend_id)
+        elif kind == "open":
+            st = self.get(backend_id)
+            if st.state != OPEN or st.opened_at < self.clock() - age_s:
+                st.state, st.opened_at, st.probe_in_flight = OPEN, self.clock() - age_s, False
+        elif kind == "close":
+            st = self.get(backend_id)
+            st.state, st.consecutive_failures, st.probe_in_flight = CLOSED, 0, False
 
     def describe(self, backend_id: str) -> dict[str, Any]:
         st = self.get(backend_id)

@@ -152,6 +152,7 @@ def setup_detection(app: web.Application) -> None:
             targets=registry.all_backends,
             session=session,
             metrics=DetectorMetrics(app[keys.METRICS].registry),
+            leader=app[keys.FLEET].is_leader,
         )
         observers = app[keys.OBSERVERS]
         observers.append(service.engine.observe)

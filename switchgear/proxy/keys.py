@@ -21,6 +21,7 @@ from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.upstream import Upstream
 from switchgear.settings import Settings
+from switchgear.state import FleetState
 from switchgear.types import Observation, ParsedRequest
 
 if TYPE_CHECKING:  # views.dashboard imports this module
@@ -59,3 +60,6 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 PARSED_REQUEST = web.RequestKey("parsed_request", ParsedRequest)
 #: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
 TOKENS_USED = web.RequestKey("tokens_used", int)
+#: This process as a member of its fleet: shared limits, health and detector leadership
+#: (``state``); the embedded default shares nothing.
+FLEET = web.AppKey("fleet", FleetState)

@@ -2,14 +2,26 @@
 
 Label children are cached in dicts so the hot path pays one dict lookup per update instead
 of prometheus_client's label validation.
+
+With ``--workers N`` every process writes its series to files in one directory
+(prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``, set by the parent
+before it starts the workers: :func:`multiprocess_dir`), and ``/metrics`` answered by any
+of them renders the sum over all processes: counters and histograms add up, the in-flight
+gauge sums the live processes, ``switchgear_state_backend_up`` is the minimum of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from switchgear.types import Observation
 
@@ -50,7 +62,10 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "switchgear_requests_in_flight", "Client requests in progress", registry=r
+            "switchgear_requests_in_flight",
+            "Client requests in progress",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.upstream_errors = Counter(
             "switchgear_upstream_errors",
@@ -107,4 +122,29 @@ class Metrics:
         self._child(self.fallbacks, model, to).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        path = os.environ.get(MULTIPROC_ENV)
+        if not path:
+            return generate_latest(self.registry)
+        fleet = CollectorRegistry()
+        MultiProcessCollector(fleet, path=path)
+        return generate_latest(fleet)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[str]:
+    """A fresh directory for the workers' metric files, in the environment they inherit;
+    removed afterwards. A directory the operator already set is used as it is, and kept."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="switchgear-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)

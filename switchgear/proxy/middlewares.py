@@ -182,7 +182,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
         except APIError as exc:
             invalid = exc  # answered once the request is counted, as the handler would
     estimate = token_cost(parsed)
-    refused = limiter.take(key, estimate)
+    refused = await limiter.take(key, estimate)
     if refused is not None:
         which, wait = refused
         lim = limiter.limits(key)
@@ -199,7 +199,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     finally:
         used = request.get(keys.TOKENS_USED)
         if used is not None:
-            limiter.settle(key, estimate, used)
+            await limiter.settle(key, estimate, used)
 
 
 MIDDLEWARES = (request_id, errors, metrics, auth, rate_limit)

@@ -22,7 +22,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from switchgear.errors import APIError, UpstreamError, UpstreamTimeout
 from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
-from switchgear.proxy.keys import REQUEST_ID, TOKENS_USED, UPSTREAM
+from switchgear.proxy.keys import PARSED_REQUEST, REQUEST_ID, TOKENS_USED, UPSTREAM
+from switchgear.proxy.ratelimit import streamed_tokens
 from switchgear.proxy.resume import Transcript, resume
 from switchgear.types import RequestContext
 
@@ -80,8 +81,13 @@ async def relay_stream(
         outcome = await relay.run()
     finally:
         await relay.answer.close(complete=outcome == "done")
-        if relay.transcript.total_tokens is not None:
-            request[TOKENS_USED] = relay.transcript.total_tokens
+        transcript = relay.transcript
+        if transcript.total_tokens is not None:
+            request[TOKENS_USED] = transcript.total_tokens
+        else:  # no usage chunk: charge the text that was streamed, not the estimate
+            request[TOKENS_USED] = streamed_tokens(
+                request.get(PARSED_REQUEST), transcript.text, transcript.tokens
+            )
     if outcome != "gone":
         await resp.write_eof()
     return resp

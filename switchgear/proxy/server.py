@@ -20,6 +20,7 @@ from aiohttp import web
 
 from switchgear.discovery.consul_client import ConsulACLError
 from switchgear.proxy.app import create_app
+from switchgear.proxy.metrics import multiprocess_dir
 from switchgear.settings import Settings, load_settings
 
 log = logging.getLogger("switchgear.proxy")
@@ -123,6 +124,11 @@ def serve_from_cli(
     if settings.listen.port == 0:
         print("error: --workers > 1 needs a fixed port", file=sys.stderr)
         return 2
+    with multiprocess_dir():  # one /metrics scrape covers every worker
+        return _run_workers(settings)
+
+
+def _run_workers(settings: Settings) -> int:
     ctx = multiprocessing.get_context("spawn")
     payload = settings.model_dump_json()
     procs = [

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from switchgear.settings.base import Section, read_secret_file
+from switchgear.settings.state import StateSettings
 
 
 class Listen(Section):
@@ -177,6 +178,7 @@ class GatewaySection(Section):
     )
     access_log: bool = False
     shutdown_grace: float = Field(default=30.0, ge=0)
+    state: StateSettings = Field(default_factory=lambda: StateSettings.model_validate({}))
 
     @model_validator(mode="after")
     def _fallbacks_known(self) -> GatewaySection:

@@ -7,6 +7,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.fakes import Fault
 from tests.hardening.conftest import backends
 
 KEYS = ["sk-one", "sk-two"]
@@ -66,32 +67,38 @@ async def test_tokens_per_minute_counts_the_estimate_then_the_usage(upstream, ga
         }
     )
     url, h = gw.url + "/v1/chat/completions", bearer("sk-one")
-    # Non-streaming answers report usage (7 tokens), which replaces the ~59-token estimate.
+    # Non-streaming answers report usage (7 tokens), which replaces the 59-token estimate.
     for _ in range(4):
         async with http.post(url, json=chat(max_tokens=50), headers=h) as r:
             assert r.status == 200
-    # A stream without usage keeps its estimate: the next large request does not fit.
+    # A stream without usage is charged what it streamed (9 prompt + 5 text tokens), not its
+    # 59-token estimate: 42 of 100 are used, so a 49-token request still fits...
     async with http.post(url, json=chat(max_tokens=50, stream=True), headers=h) as r:
         assert r.status == 200
         await r.read()
-    async with http.post(url, json=chat(max_tokens=50), headers=h) as r:
+    async with http.post(url, json=chat(max_tokens=40), headers=h) as r:
+        assert r.status == 200
+    # ...and, with 49 used, a 69-token one does not.
+    async with http.post(url, json=chat(max_tokens=60), headers=h) as r:
         assert_429(r, await r.json(), "tokens", 100)
-    async with http.post(url, json=chat(max_tokens=50), headers=bearer("sk-two")) as r:
+    async with http.post(url, json=chat(max_tokens=60), headers=bearer("sk-two")) as r:
         assert r.status == 200
 
 
 async def test_huge_max_tokens_costs_at_most_one_minute(upstream, gateway, http):
     up = await upstream("m1")
+    up.fault(Fault(chunk_delay=0.2))
     gw = await gateway({"backends": backends(up), "rate_limits": {"tokens_per_minute": 1000}})
     body = chat(max_tokens=10**15, stream=True)
-    async with http.post(gw.url + "/v1/chat/completions", json=body) as r:
-        assert r.status == 200  # a full bucket admits it (the backend caps max_tokens)
-        await r.read()
-    async with http.post(gw.url + "/v1/chat/completions", json=chat()) as r:
-        body = await r.json()
-        assert_429(r, body, "tokens", 1000)
-        assert int(r.headers["Retry-After"]) <= 60
-        assert "ip:127.0.0.1" in body["error"]["message"]  # open /v1: limited per address
+    async with http.post(gw.url + "/v1/chat/completions", json=body) as stream:
+        assert stream.status == 200  # a full bucket admits it (the backend caps max_tokens)
+        await stream.content.readline()  # in flight: its whole minute is taken
+        async with http.post(gw.url + "/v1/chat/completions", json=chat()) as r:
+            refused = await r.json()
+            assert_429(r, refused, "tokens", 1000)
+            assert int(r.headers["Retry-After"]) <= 60
+            assert "ip:127.0.0.1" in refused["error"]["message"]  # open /v1: limited per address
+        await stream.read()
 
 
 async def test_openai_client_sees_a_rate_limit_error(upstream, gateway):

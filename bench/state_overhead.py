@@ -1,0 +1,124 @@
+"""What shared state in Redis costs a request, against the in-process default, in one run.
+
+Processes: a fast OpenAI-compatible upstream, a real ``redis-server`` on a free port (no
+persistence), two gateways (``switchgear serve``) in front of the upstream with the same
+per-key limits (requests and tokens per minute, high enough never to refuse) — one on
+in-process state, one with ``state.redis_url`` — and a load generator. Rounds alternate
+between the two gateways, so drift on a shared machine hits both alike. Printed per
+scenario: requests/s, p50 and p99 latency, the gateway's CPU per request (from
+/proc/<pid>/stat during its rounds only), redis-server's CPU per request, and the
+Redis − in-process differences. Each request costs the Redis gateway one rate-limit check
+and one settlement (two Lua scripts, batched per event-loop turn).
+
+    .venv/bin/python bench/state_overhead.py [--seconds 2.0] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from overhead import cpu_seconds, free_port, pct, run_loadgen, run_upstream, wait_port  # noqa: E402
+
+LIMITS = "rate_limits: {requests_per_minute: 100000000, tokens_per_minute: 1000000000}\n"
+
+
+def gateway(cfg: Path, port: int) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "switchgear.cli", "--log-level", "WARNING", "serve"]
+    return subprocess.Popen([*args, "--config", str(cfg), "--port", str(port)])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of one round")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per gateway and scenario")
+    args = ap.parse_args()
+    redis_bin = shutil.which("redis-server")
+    if redis_bin is None:
+        print("redis-server is not installed (make test installs it)", file=sys.stderr)
+        return 2
+
+    ctx = mp.get_context("spawn")
+    tmp = Path(tempfile.mkdtemp())
+    up_port, redis_port, local_port, shared_port = (free_port() for _ in range(4))
+    upstream = ctx.Process(target=run_upstream, args=(up_port,), daemon=True)
+    upstream.start()
+    redis = subprocess.Popen(
+        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+        + ["--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    base = f'backends: [{{model: bench, url: "http://127.0.0.1:{up_port}/v1"}}]\n' + LIMITS
+    (tmp / "local.yaml").write_text(base)
+    (tmp / "redis.yaml").write_text(
+        base + f'state: {{redis_url: "redis://127.0.0.1:{redis_port}/0"}}\n'
+    )
+    local = gateway(tmp / "local.yaml", local_port)
+    shared = gateway(tmp / "redis.yaml", shared_port)
+    parent, child = ctx.Pipe()
+    loadgen = ctx.Process(target=run_loadgen, args=(child,), daemon=True)
+    loadgen.start()
+    try:
+        for port in (up_port, redis_port, local_port, shared_port):
+            wait_port(port)
+        targets = {
+            "in-process": (local, f"http://127.0.0.1:{local_port}/v1/chat/completions"),
+            "redis": (shared, f"http://127.0.0.1:{shared_port}/v1/chat/completions"),
+        }
+        for _proc, url in targets.values():  # warm-up: connections, script loading
+            parent.send((url, 4, 0.5, False))
+            parent.recv()
+        print(
+            f"{'scenario':<10} {'state':<11} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'gw CPU ms/req':>14} {'redis CPU ms/req':>17}"
+        )
+        for name, concurrency in (("c=1", 1), ("c=32", 32)):
+            stats: dict[str, dict[str, list[float]]] = {
+                t: {"lat": [], "cpu": [], "redis": [], "n": [], "secs": []} for t in targets
+            }
+            for _ in range(args.rounds):
+                for target, (proc, url) in targets.items():
+                    cpu0, r0 = cpu_seconds(proc.pid), cpu_seconds(redis.pid)
+                    parent.send((url, concurrency, args.seconds, False))
+                    lat = parent.recv()
+                    s = stats[target]
+                    s["lat"] += lat
+                    s["cpu"].append(cpu_seconds(proc.pid) - cpu0)
+                    s["redis"].append(cpu_seconds(redis.pid) - r0)
+                    s["n"].append(len(lat))
+            per: dict[str, tuple[float, float, float]] = {}
+            for target, s in stats.items():
+                n = sum(s["n"])
+                cpu_ms, redis_ms = sum(s["cpu"]) / n * 1000, sum(s["redis"]) / n * 1000
+                p50 = pct(s["lat"], 0.5)
+                per[target] = (cpu_ms, p50, redis_ms)
+                print(
+                    f"{name:<10} {target:<11} {n / (args.rounds * args.seconds):>8.0f} "
+                    f"{p50:>8.2f} {pct(s['lat'], 0.99):>8.2f} {cpu_ms:>14.3f} {redis_ms:>17.3f}"
+                )
+            d_cpu = per["redis"][0] - per["in-process"][0]
+            d_p50 = per["redis"][1] - per["in-process"][1]
+            print(
+                f"{name:<10} {'redis − in-process':<22} gateway CPU {d_cpu:+.3f} ms/req, "
+                f"p50 {d_p50:+.3f} ms, redis-server {per['redis'][2]:.3f} ms/req "
+                f"(ratio gateway CPU {per['redis'][0] / per['in-process'][0]:.2f})"
+            )
+    finally:
+        parent.send(None)
+        for proc in (local, shared, redis):
+            proc.terminate()
+            proc.wait(timeout=15)
+        upstream.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

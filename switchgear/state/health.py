@@ -1,0 +1,158 @@
+"""Backend health shared by a fleet: ejections, readmissions and breaker open/close.
+
+Every change a gateway makes to its :class:`~switchgear.proxy.breaker.BackendState`
+(``on_change``) is written to two Redis hashes (``<prefix>:ejected``: backend → reason,
+``<prefix>:open``: backend → wall time the breaker opened) and published on the
+``<prefix>:health`` channel in one pipeline. Every gateway subscribes and applies the
+changes of the others as they arrive (milliseconds after the change).
+
+Order on (re)connect: subscribe first, then write what changed here while Redis was away,
+then load both hashes and make the local state match them; so a gateway that starts or
+comes back misses nothing and ends where the fleet is. While Redis is down, changes apply
+locally only and wait (the latest per backend) for the next connection.
+
+Writes never block a request: ``on_change`` only notes the change and wakes the writer task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from switchgear.state.store import FAILURES, RedisStore, cancelled_meanwhile
+
+log = logging.getLogger("switchgear.state")
+
+EJECT, READMIT, OPEN, CLOSE = "eject", "readmit", "open", "close"
+_DIMENSION = {EJECT: "ejected", READMIT: "ejected", OPEN: "open", CLOSE: "open"}
+
+
+class HealthTarget(Protocol):
+    """What :class:`HealthSync` needs of the gateway's backend state."""
+
+    on_change: Callable[[str, str, str], None] | None
+
+    def apply(self, backend_id: str, kind: str, reason: str, age_s: float = 0.0) -> None: ...
+
+    def ejected_ids(self) -> dict[str, str]: ...
+
+
+@dataclass(slots=True)
+class Change:
+    backend_id: str
+    kind: str
+    reason: str
+    at: float
+
+
+class HealthSync:
+    def __init__(self, store: RedisStore, target: HealthTarget) -> None:
+        self.store, self.target = store, target
+        self.channel = store.key("health")
+        self._pending: dict[tuple[str, str], Change] = {}
+        self._dirty = asyncio.Event()
+        self.synced = asyncio.Event()  # set once the first load after a connection is done
+        target.on_change = self.changed
+
+    # --- out --------------------------------------------------------------------------------
+
+    def changed(self, backend_id: str, kind: str, reason: str) -> None:
+        self._pending[(backend_id, _DIMENSION[kind])] = Change(
+            backend_id, kind, reason, time.time()
+        )
+        self._dirty.set()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = dict(self._pending)
+        pipe = self.store.client.pipeline(transaction=False)
+        ejected, opened = self.store.key("ejected"), self.store.key("open")
+        for c in batch.values():
+            if c.kind == EJECT:
+                pipe.hset(ejected, c.backend_id, c.reason)
+            elif c.kind == READMIT:
+                pipe.hdel(ejected, c.backend_id)
+                pipe.hdel(opened, c.backend_id)
+            elif c.kind == OPEN:
+                pipe.hset(opened, c.backend_id, repr(c.at))
+            else:
+                pipe.hdel(opened, c.backend_id)
+            message: dict[str, object] = {"o": self.store.member, "b": c.backend_id}
+            message.update(k=c.kind, r=c.reason, t=c.at)
+            pipe.publish(self.channel, orjson.dumps(message))
+        await self.store.call("health_publish", pipe.execute())
+        for k, c in batch.items():
+            if self._pending.get(k) is c:
+                del self._pending[k]
+        self.store.metrics.health_events.labels("published").inc(len(batch))
+
+    async def writer(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if not self.store.up:
+                continue  # the subscriber flushes after it reconnects
+            try:
+                await self._flush()
+            except FAILURES:
+                cancelled_meanwhile()
+
+    # --- in ---------------------------------------------------------------------------------
+
+    def _apply(self, data: bytes) -> None:
+        try:
+            msg: dict[str, Any] = orjson.loads(data)
+            if msg["o"] == self.store.member:
+                return
+            age = max(0.0, time.time() - float(msg["t"]))
+            self.target.apply(str(msg["b"]), str(msg["k"]), str(msg.get("r") or ""), age)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed health message on %s", self.channel)
+            return
+        self.store.metrics.health_events.labels("applied").inc()
+
+    async def _load(self) -> None:
+        """Make the local ejections and open breakers match the fleet's."""
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.hgetall(self.store.key("ejected"))
+        pipe.hgetall(self.store.key("open"))
+        ejected, opened = await self.store.call("health_load", pipe.execute())
+        shared = {k.decode(): v.decode() for k, v in ejected.items()}
+        for backend_id, reason in shared.items():
+            self.target.apply(backend_id, EJECT, reason)
+        for backend_id in set(self.target.ejected_ids()) - set(shared):
+            if (backend_id, "ejected") not in self._pending:
+                self.target.apply(backend_id, READMIT, "readmitted while away")
+        now = time.time()
+        for k, v in opened.items():
+            self.target.apply(k.decode(), OPEN, "", max(0.0, now - float(v)))
+
+    async def subscriber(self) -> None:
+        while True:
+            await self.store.wait_up()
+            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await self.store.call("health_subscribe", pubsub.subscribe(self.channel))
+                await self._flush()
+                await self._load()
+                self.synced.set()
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    cancelled_meanwhile()
+                    if msg is not None and msg.get("type") == "message":
+                        self._apply(msg["data"])
+            except FAILURES as exc:
+                cancelled_meanwhile()
+                self.store.failed("health_subscribe", exc)
+                self.synced.clear()
+            finally:
+                with contextlib.suppress(*FAILURES):
+                    await pubsub.aclose()

@@ -1,0 +1,178 @@
+"""Fixtures of the shared-state tests: a real ``redis-server`` and real gateway processes.
+
+``redis_server`` runs Debian's ``redis-server`` on a free loopback port with no persistence
+(``--save '' --appendonly no``), waits until it answers PING and stops it after the test;
+``stop()`` and ``start()`` take it down and bring it back on the same port (outage tests).
+``gateways`` spawns ``python -m switchgear.cli serve`` processes and waits for ``/healthz``.
+Every wait polls a condition against a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+import yaml
+
+from tests.conftest import free_port
+from tests.proxy.conftest import backends, gateway, gateway_pm, http, upstream
+
+__all__ = ["backends", "gateway", "gateway_pm", "http", "upstream"]
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
+    """Poll ``predicate`` until true; returns the seconds it took (fails past ``within``)."""
+    t0 = time.monotonic()
+    while not await predicate():
+        assert time.monotonic() - t0 < within, f"not within {within}s: {what}"
+        await asyncio.sleep(0.01)  # polling interval, not synchronisation
+    return time.monotonic() - t0
+
+
+@dataclass
+class RedisServer:
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+
+    def start(self) -> RedisServer:
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        out = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        if self.log is not None:
+            out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        with self.client() as c:
+            while True:
+                assert self.proc.poll() is None, "redis-server exited at start"
+                try:
+                    if c.ping():
+                        return self
+                except redis.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "redis-server did not answer PING"
+                time.sleep(0.01)  # polling interval of a readiness loop
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), log=tmp_path / "redis.log").start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class GatewayProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    pids: set[int] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+async def wait_healthy(gw: GatewayProcess, within: float = 60.0) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def up() -> bool:
+            assert gw.proc.poll() is None, gw.output()
+            try:
+                async with session.get(gw.url + "/healthz") as r:
+                    if r.status == 200:
+                        gw.pids.add((await r.json())["pid"])
+                        return True
+            except aiohttp.ClientError:
+                pass
+            return False
+
+        await until(up, within, "gateway healthy")
+
+
+GatewayStarter = Callable[..., Awaitable[GatewayProcess]]
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m switchgear.cli ARGS`` in its own process group (killed whole after)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "switchgear.cli", *args],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"},
+            start_new_session=True,
+        )
+
+
+@pytest.fixture
+async def gateways(tmp_path: Path) -> AsyncIterator[GatewayStarter]:
+    """``await gateways(config, workers=1)``: a gateway process on a free port, killed after."""
+    made: list[GatewayProcess] = []
+
+    async def start(config: dict[str, Any], *, workers: int = 1) -> GatewayProcess:
+        n = len(made)
+        cfg = tmp_path / f"gw{n}.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        port, log = free_port(), tmp_path / f"gw{n}.log"
+        args = ["serve", "--config", str(cfg), "--port", str(port), "--workers", str(workers)]
+        gw = GatewayProcess(_spawn(args, log), port, log)
+        made.append(gw)
+        await wait_healthy(gw)
+        return gw
+
+    yield start
+    for gw in made:
+        if gw.proc.poll() is None:
+            os.killpg(gw.proc.pid, signal.SIGKILL)
+        gw.proc.wait(timeout=10)
+
+
+ADMIN = {"Authorization": "Bearer adm-test"}
+
+
+def fleet_config(up: Any, redis_url: str, **extra: Any) -> dict[str, Any]:
+    """A gateway of one fake upstream (backend id ``a``) on the shared Redis."""
+    config: dict[str, Any] = {
+        "backends": backends(up, id="a"),
+        "auth": {"admin_key": "adm-test"},
+        # A generous timeout: on a loaded test machine the default 0.25 s can pass, and the
+        # local fallback would blur "exact" (the fallback has tests of its own).
+        "state": {"redis_url": redis_url, "key_prefix": "t", "leader_ttl_s": 2.0, "timeout_s": 2.0},
+        "shutdown_grace": 0.5,
+    }
+    config.update(extra)
+    return config

@@ -1,0 +1,97 @@
+"""Backend health shared over Redis: ejections, readmissions and breakers reach every gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from switchgear.proxy.keys import BACKEND_STATE, FLEET
+from tests.fakes import Fault
+from tests.state.conftest import ADMIN, fleet_config, until
+
+
+async def backend_row(s: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with s.get(url + "/admin/backends", headers=ADMIN) as r:
+        assert r.status == 200
+        rows = (await r.json())["data"]
+    return next(row for row in rows if row["id"] == "a")
+
+
+@pytest.mark.slow
+async def test_an_ejection_by_one_gateway_process_is_seen_by_the_other_within_a_second(
+    upstream, redis_server, gateways
+):
+    up = await upstream("m1")
+    a, b = (
+        await gateways(fleet_config(up, redis_server.url)),
+        await gateways(fleet_config(up, redis_server.url)),
+    )
+    async with aiohttp.ClientSession() as s:
+        assert (await backend_row(s, b.url))["ejected"] is None
+        async with s.post(a.url + "/admin/backends/a/eject", headers=ADMIN, json={"reason": "x"}):
+            pass
+
+        async def ejected_on_b() -> bool:
+            return (await backend_row(s, b.url))["ejected"] == "x"
+
+        await until(ejected_on_b, 1.0, "ejection seen by the other gateway")
+        async with s.post(
+            b.url + "/v1/chat/completions",
+            json={"model": "m1", "messages": [{"role": "user", "content": "hi"}]},
+        ) as r:
+            assert r.status == 503  # its only backend is out on this gateway too
+        async with s.post(b.url + "/admin/backends/a/readmit", headers=ADMIN):
+            pass
+
+        async def readmitted_on_a() -> bool:
+            return (await backend_row(s, a.url))["ejected"] is None
+
+        await until(readmitted_on_a, 1.0, "readmission seen by the first gateway")
+
+
+async def test_a_breaker_opened_by_one_gateway_opens_on_the_other(
+    upstream, redis_server, gateway, http
+):
+    up = await upstream("m1")
+    config = fleet_config(up, redis_server.url, breaker={"failures": 2, "cooldown": 30})
+    a, b = await gateway(config), await gateway(config)
+    up.always = Fault(status=500)
+    body = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
+    async with http.post(a.url + "/v1/chat/completions", json=body) as r:
+        assert r.status >= 500
+    await until(
+        lambda: _async(b.app[BACKEND_STATE].describe("a")["breaker"] == "open"),
+        1.0,
+        "breaker open on the other gateway",
+    )
+    assert b.app[BACKEND_STATE].healthy("a") is False
+    up.always = None
+    b.app[BACKEND_STATE].success("a")  # a probe that passed on b closes it everywhere
+    await until(
+        lambda: _async(a.app[BACKEND_STATE].describe("a")["breaker"] == "closed"),
+        1.0,
+        "breaker closed on the first gateway",
+    )
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_a_gateway_that_starts_loads_the_fleets_ejections_first(
+    upstream, redis_server, gateway
+):
+    up = await upstream("m1")
+    a = await gateway(fleet_config(up, redis_server.url))
+    a.app[BACKEND_STATE].eject("a", "detector: latency")
+    with redis_server.client() as c:
+
+        async def written() -> bool:
+            return c.hget("t:ejected", "a") == b"detector: latency"
+
+        await until(written, 1.0, "ejection written to Redis")
+    b = await gateway(fleet_config(up, redis_server.url))  # serves only after it loaded
+    assert b.app[BACKEND_STATE].describe("a")["ejected"] == "detector: latency"
+    assert b.app[FLEET].store is not None and b.app[FLEET].store.up
