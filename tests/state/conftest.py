@@ -27,9 +27,9 @@ import redis
 import yaml
 
 from tests.conftest import free_port
-from tests.proxy.conftest import backends, gateway, gateway_pm, http, upstream
+from tests.proxy.conftest import backends, gateway, gateway_pm, upstream
 
-__all__ = ["backends", "gateway", "gateway_pm", "http", "upstream"]
+__all__ = ["backends", "gateway", "gateway_pm", "upstream"]
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
