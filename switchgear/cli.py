@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--hidden", type=int, default=64)
     mt.add_argument("--vocab", type=int, default=1024)
     mt.add_argument("--format", choices=["safetensors", "bin", "pt", "onnx"], default="safetensors")
+    mt.add_argument("--tokenizer", choices=["mixed", "english"], default="mixed")
 
     sc = sub.add_parser("swap-check", help="run the hot-swap gates offline")
     sc.add_argument("old")
@@ -183,6 +184,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             hidden=args.hidden,
             vocab=args.vocab,
             fmt=args.format,
+            tokenizer=args.tokenizer,
         )
     if cmd == "swap-check":
         return _call(

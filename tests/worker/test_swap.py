@@ -15,6 +15,21 @@ from switchgear.worker.keys import SLOT, SWAP_LISTENERS
 from tests.worker.conftest import ADMIN, admin_headers, worker_settings
 
 RELAXED = {"gates": {"latency_tolerance": 20.0, "latency_repeats": 2}}
+ORDER = [
+    "finite_weights",
+    "finite_logits",
+    "generation",
+    "architecture",
+    "tokenizer",
+    "weights",
+    "outputs",
+    "latency",
+    "eval",
+]
+
+
+def gate(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(g for g in report["gates"] if g["gate"] == name)
 
 
 class Tamper:
@@ -83,12 +98,7 @@ async def test_hot_swap_under_load_drops_nothing(
     done.set()
     await asyncio.gather(*users)
     assert status == 200, report
-    assert report["ok"] and [g["gate"] for g in report["gates"]] == [
-        "tokenizer",
-        "weights",
-        "outputs",
-        "latency",
-    ]
+    assert report["ok"] and [g["gate"] for g in report["gates"]] == ORDER
     assert statuses and set(statuses) == {200}
     assert await served_path(client) == str(tiny_seed1)
     assert swapped and swapped[0]["candidate"] == "tiny"
@@ -96,6 +106,7 @@ async def test_hot_swap_under_load_drops_nothing(
     resp = await client.post("/admin/rollback", headers=admin_headers())
     assert resp.status == 200 and await served_path(client) == str(tiny)
     assert client.app[SLOT].previous.model_name_or_path == str(tiny_seed1)
+    assert [g["gate"] for g in (await resp.json())["gates"]] == ORDER[:3]
 
 
 async def test_drain_mode_swap_keeps_requests(
@@ -112,16 +123,23 @@ async def test_drain_mode_swap_keeps_requests(
     assert [r.status for r in await asyncio.gather(*pending)] == [200] * 4 and after.status == 200
 
 
-async def test_tokenizer_gate_refuses_other_vocabulary(
+async def test_other_vocabulary_needs_architecture_and_tokenizer_forced(
     start_worker: Any, tiny: Path, tiny_other_vocab: Path
 ) -> None:
     client = await start_worker(worker_settings(tiny, **RELAXED))
     status, report = await swap(client, tiny_other_vocab)
-    assert status == 422 and report["failed"] == ["tokenizer"]
-    assert "vocabulary differs" in report["gates"][0]["detail"]
+    assert status == 422 and report["failed"] == ["architecture", "tokenizer"]
+    assert report["error"]["code"] == "swap_refused"
+    assert "vocab_size 1024 -> 600" in gate(report, "architecture")["detail"]
+    assert report["summary"]["architecture_diff"] == {
+        "vocab_size": {"current": 1024, "candidate": 600}
+    }
+    assert "vocabulary differs" in gate(report, "tokenizer")["detail"]
     assert await served_path(client) == str(tiny)
+    status, report = await swap(client, tiny_other_vocab, force=["tokenizer"])
+    assert status == 422 and report["failed"] == ["architecture"]
     status, report = await swap(client, tiny_other_vocab, force=True)
-    assert status == 200 and report["gates"][0]["forced"]
+    assert status == 200 and report["forced"] == ["architecture", "tokenizer"]
 
 
 async def test_weights_gate_names_the_corrupted_tensor(
@@ -131,7 +149,7 @@ async def test_weights_gate_names_the_corrupted_tensor(
     client = await start_worker(worker_settings(tiny, **RELAXED))
     status, report = await swap(client, tiny_seed1)
     assert status == 422 and report["failed"] == ["weights"]
-    weights = report["gates"][1]
+    weights = gate(report, "weights")
     assert "model.layers.1.mlp.down_proj.weight" in weights["detail"]
     assert abs(weights["value"] - 0.01) < 1e-3
     assert await served_path(client) == str(tiny)
@@ -144,7 +162,8 @@ async def test_outputs_gate_refuses_a_too_different_quantization(
     client = await start_worker(settings)
     status, report = await swap(client, tiny_seed1, quantization="quanto-int4")
     assert status == 422 and report["failed"] == ["outputs"]
-    assert report["gates"][2]["value"] > 1e-7
+    assert gate(report, "outputs")["value"] > 1e-7
+    assert report["summary"]["max_abs_logit_error"] == gate(report, "outputs")["value"]
 
 
 async def test_latency_gate_refuses_a_slow_candidate(
@@ -156,12 +175,16 @@ async def test_latency_gate_refuses_a_slow_candidate(
     )
     status, report = await swap(client, tiny_seed1)
     assert status == 422 and report["failed"] == ["latency"]
-    assert report["gates"][3]["value"] > 3.0
+    latency = gate(report, "latency")
+    assert latency["value"] > 3.0 and latency["data"]["interleaved"]
+    assert report["summary"]["latency"]["lower"] > 4.0
+    status, report = await swap(client, tiny_seed1, force=["latency"])
+    assert status == 200 and report["forced"] == ["latency"]
 
 
-async def test_rollback_without_history_is_409(client: Any) -> None:
+async def test_rollback_without_history_is_404(client: Any) -> None:
     resp = await client.post("/admin/rollback", headers=admin_headers())
-    assert resp.status == 409
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "no_backup"
 
 
 async def test_config_change_triggers_a_swap(
@@ -205,13 +228,9 @@ async def test_hook_verify_swap_third_party_gate_refuses(
     client = await start_worker(worker_settings(tiny, **RELAXED))
     status, report = await swap(client, tiny_seed1)
     assert status == 422 and report["failed"] == ["policy"]
-    assert {g["gate"] for g in report["gates"]} == {
-        "tokenizer",
-        "weights",
-        "outputs",
-        "latency",
-        "policy",
-    }
+    assert [g["gate"] for g in report["gates"]] == ["policy", *ORDER]
+    status, report = await swap(client, tiny_seed1, force=["policy"])
+    assert status == 200 and report["forced"] == ["policy"]
 
 
 async def test_extra_contexts_and_worker_info(
