@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from switchgear.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from switchgear.settings.worker import ModelSpec
@@ -28,7 +28,7 @@ class SwapBody(BaseModel):
     #: PyTorch weights the outputs gate compares an ONNX or quantized candidate with.
     reference: str | None = None
     #: ``true`` (every forcible gate) or the names of the gates whose failure is overridden.
-    force: bool | list[str] = False
+    force: StrictBool | list[str] = False
 
 
 class RollbackBody(BaseModel):
