@@ -129,8 +129,9 @@ def test_degenerate_generation_is_refused(
     ok, results = swapcheck.swap_check(
         str(tiny), str(tiny_seed1), settings=settings_for(tiny), pm=plugin_manager
     )
-    assert not ok and results[-1].gate == "generation" and not results[-1].passed
-    assert why in results[-1].detail and "probe 'Hello, how are you today?'" in results[-1].detail
+    generation = next(r for r in results if r.gate == "generation")
+    assert not ok and not generation.passed and not generation.forced
+    assert why in generation.detail and "probe 'Hello, how are you today?'" in generation.detail
 
 
 def test_repetition_the_current_model_shares_is_allowed(

@@ -14,7 +14,7 @@ from switchgear.plugins.hookspecs import hookimpl
 from switchgear.worker.keys import SLOT, SWAP_LISTENERS
 from tests.worker.conftest import ADMIN, admin_headers, worker_settings
 
-RELAXED = {"gates": {"latency_tolerance": 20.0, "latency_repeats": 2}}
+RELAXED = {"gates": {"latency_tolerance": 20.0, "latency_repeats": 2, "generation_tokens": 6}}
 ORDER = [
     "finite_weights",
     "finite_logits",
@@ -169,15 +169,15 @@ async def test_outputs_gate_refuses_a_too_different_quantization(
 async def test_latency_gate_refuses_a_slow_candidate(
     start_worker: Any, plugin_manager: Any, tiny: Path, tiny_seed1: Path
 ) -> None:
-    plugin_manager.register(Tamper(tiny_seed1, delay_s=0.05))
-    client = await start_worker(
-        worker_settings(tiny, gates={"latency_tolerance": 3.0, "latency_repeats": 2})
-    )
+    # one probe: a round is one forward pass, which the delay makes several times slower
+    plugin_manager.register(Tamper(tiny_seed1, delay_s=0.1))
+    gates = {"latency_tolerance": 1.0, "latency_repeats": 2, "generation_tokens": 4}
+    client = await start_worker(worker_settings(tiny, gates={**gates, "probes": ["Hello"]}))
     status, report = await swap(client, tiny_seed1)
-    assert status == 422 and report["failed"] == ["latency"]
+    assert status == 422 and report["failed"] == ["latency"], gate(report, "latency")
     latency = gate(report, "latency")
-    assert latency["value"] > 3.0 and latency["data"]["interleaved"]
-    assert report["summary"]["latency"]["lower"] > 4.0
+    assert latency["value"] > 1.0 and latency["data"]["interleaved"]
+    assert report["summary"]["latency"]["lower"] > 2.0
     status, report = await swap(client, tiny_seed1, force=["latency"])
     assert status == 200 and report["forced"] == ["latency"]
 
