@@ -207,3 +207,27 @@ def test_chat_template_change_is_seen_by_both_gates(
     assert not ok and "chat_template sha256:" in by["architecture"].detail
     assert "the chat template renders 4 of 4 probes differently" in by["tokenizer"].detail
     assert "tokenize differently" not in by["tokenizer"].detail
+
+
+def test_collect_applies_force_by_name_and_never_to_integrity() -> None:
+    from switchgear.settings.worker import GateSettings
+    from switchgear.worker.gates import GateResult, SwapContext, collect
+
+    ctx = SwapContext(gates=GateSettings(), force=frozenset({"latency", "policy"}))
+    results = collect(
+        [
+            [GateResult("latency", False, "slow"), GateResult("eval", False, "worse")],
+            {"gate": "policy", "passed": False, "forced": ctx.force},
+            GateResult("finite_weights", False, "nan", forced=True),
+        ],
+        ctx,
+    )
+    assert [(r.gate, r.forced) for r in results] == [
+        ("latency", True),
+        ("eval", False),
+        ("policy", True),
+        ("finite_weights", False),
+    ]
+    assert all(isinstance(r.forced, bool) for r in results)
+    everything = collect([GateResult("eval", False, "worse")], SwapContext(GateSettings(), True))
+    assert everything[0].forced

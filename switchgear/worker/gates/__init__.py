@@ -100,6 +100,8 @@ def collect(results: list[Any], ctx: SwapContext | None = None) -> list[GateResu
     for r in results:
         for item in r if isinstance(r, list | tuple) else [r]:
             res = item if isinstance(item, GateResult) else GateResult(**_fields(item))
+            if not isinstance(res.forced, bool):  # e.g. ``forced=ctx.force`` from a plugin
+                res = dataclasses.replace(res, forced=bool(res.forced))
             if not res.passed and not res.forced and ctx is not None and ctx.allows(res.gate):
                 res = dataclasses.replace(res, forced=True)
             if res.forced and res.gate in INTEGRITY:

@@ -18,6 +18,7 @@ rounds measured before the drain are compared, unpaired, with the candidate's.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from switchgear.worker.gates.base import GateResult, Subject, SwapContext, probe_ids
@@ -59,6 +60,12 @@ def ab_rounds(
     return out
 
 
+def _pairs(
+    cand: ModelBundle, probes: list[str], n: int, first: int, cur: ModelBundle
+) -> list[tuple[float, float]]:
+    return ab_rounds(cur, cand, probes, n, first)
+
+
 def ratio_bound(
     a: list[float], b: list[float], *, paired: bool, confidence: float, resamples: int
 ) -> tuple[float, float, float]:
@@ -88,8 +95,7 @@ def latency_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> Gate
     while True:
         step = min(g.latency_repeats, g.latency_max_rounds - len(b))
         if paired:
-            done = len(b)
-            pairs = current.run(lambda cur, n=step, k=done: ab_rounds(cur, cand, g.probes, n, k))
+            pairs = current.run(partial(_pairs, cand, g.probes, step, len(b)))
             a += [x for x, _ in pairs]
             b += [y for _, y in pairs]
         else:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from switchgear.worker.gates.base import GateResult, Subject, SwapContext, probe_ids
-from switchgear.worker.loading import checkpoint_files, iter_checkpoint
+from switchgear.worker.loading import ModelBundle, checkpoint_files, iter_checkpoint
 
 
 def weights_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> GateResult:
@@ -21,14 +21,14 @@ def weights_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> Gate
         return GateResult(
             "weights", True, "not applicable to an ONNX export (checked by the outputs gate)"
         )
-    if bundle.quantization is None:
-        model = bundle
-    else:
+    model: ModelBundle | None = bundle
+    if bundle.quantization is not None:
         model = ctx.reference(bundle)
         if model is None or model.path != bundle.path:
             return GateResult(
                 "weights", True, "quantized: compared with its reference by the outputs gate"
             )
+    assert model is not None
     params = model.model.state_dict()
     files = checkpoint_files(bundle.path, bundle.fmt)
     seen: set[str] = set()
