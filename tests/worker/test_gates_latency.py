@@ -20,9 +20,8 @@ from switchgear.worker.loading import load_bundle
 from switchgear.worker.tiny import TinySpec
 from tests.worker.conftest import _build
 
-GATES = GateSettings(
-    probes=["Hello, how are you?", "你好"], latency_repeats=6, latency_max_rounds=24
-)
+# one probe and few rounds keep 20 tries fast; the bound is then wide, which is the point
+GATES = GateSettings(probes=["Hello, how are you?"], latency_repeats=4, latency_max_rounds=12)
 
 
 @pytest.fixture

@@ -121,6 +121,10 @@ async def test_drain_mode_swap_keeps_requests(
     after = await client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 4})
     assert status == 200, report
     assert [r.status for r in await asyncio.gather(*pending)] == [200] * 4 and after.status == 200
+    # measured before the drain unloaded the current model: unpaired, but still a comparison
+    latency = gate(report, "latency")["data"]
+    assert latency["interleaved"] is False and latency["current_median_s"] > 0
+    assert gate(report, "architecture")["passed"] and gate(report, "eval")["passed"]
 
 
 async def test_other_vocabulary_needs_architecture_and_tokenizer_forced(
