@@ -117,6 +117,7 @@ def _add_model(sub: Commands) -> None:
     mt.add_argument("--hidden", type=int, default=64)
     mt.add_argument("--vocab", type=int, default=1024)
     mt.add_argument("--format", choices=["safetensors", "bin", "pt", "onnx"], default="safetensors")
+    mt.add_argument("--tokenizer", choices=["mixed", "english"], default="mixed")
     m.set_defaults(run=_model)
 
 
@@ -244,6 +245,7 @@ def _model(a: Args) -> int:
         hidden=a.hidden,
         vocab=a.vocab,
         fmt=a.format,
+        tokenizer=a.tokenizer,
     )
 
 

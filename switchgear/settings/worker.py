@@ -45,7 +45,8 @@ class GateSettings(Section):
     weight_atol: float = Field(default=1e-6, ge=0)
     logit_tolerance: float = Field(default=0.5, ge=0)
     latency_tolerance: float = Field(default=0.15, ge=0)
-    latency_repeats: int = Field(default=5, ge=1, le=100)
+    #: Interleaved rounds added at a time by the latency gate, up to ``latency_max_rounds``.
+    latency_repeats: int = Field(default=8, ge=2, le=100)
     probes: list[str] = Field(
         default_factory=lambda: [
             "Hello, how are you today?",
@@ -55,6 +56,14 @@ class GateSettings(Section):
         ]
     )
     eval_accuracy_drop: float = Field(default=0.02, ge=0, le=1)
+    latency_max_rounds: int = Field(default=40, ge=2, le=1000)
+    latency_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    latency_resamples: int = Field(default=2000, ge=100, le=100_000)
+    #: Greedy tokens per probe for the generation gate (a repeat to this length is "stuck").
+    generation_tokens: int = Field(default=16, ge=2, le=512)
+    #: JSONL of ``{"prompt", "answer"|"label"}`` for the eval gate; unset: a built-in set.
+    eval_file: str | None = None
+    eval_f1_drop: float = Field(default=0.05, ge=0, le=1)
 
 
 class WorkerSection(Section):
@@ -68,3 +77,6 @@ class WorkerSection(Section):
     watch_config: bool = True
     watch_interval_s: float = Field(default=2.0, gt=0)
     torch_threads: int | None = Field(default=None, ge=1)
+    #: Where the replaced model configs are kept (JSON, one per swap); unset: in memory only.
+    backup_dir: str | None = None
+    backup_keep: int = Field(default=5, ge=1, le=100)

@@ -3,8 +3,14 @@
 A swap loads the candidate (beside the current model, or after draining it when
 ``swap_mode: drain``), runs every ``verify_swap`` gate, and only then points new requests at
 the candidate's engine. Requests already on the old engine finish there; the old engine is
-then drained, stopped and freed. A failed gate leaves the old model serving. The spec that
-was replaced is kept as the rollback target until the next successful swap.
+then drained, stopped and freed. A failed gate, or a candidate that does not load, leaves the
+old model serving. The spec that was replaced goes to the :class:`ModelHistory`; ``rollback``
+goes back to any entry of it after re-running the integrity gates.
+
+Gates that need the current model run it on its engine thread, between batches
+(``Subject.run``), so serving and measuring never use one model from two threads. In drain
+mode what they need from it (architecture, greedy answers, eval answers, latency rounds) is
+measured before it is unloaded.
 """
 
 from __future__ import annotations
@@ -13,42 +19,23 @@ import asyncio
 import gc
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from switchgear.errors import Conflict, NoHealthyBackend
 from switchgear.plugins.manager import call_hook_sync
 from switchgear.settings.worker import ModelSpec, WorkerSection
+from switchgear.worker.backups import ModelHistory
 from switchgear.worker.engine import Engine
-from switchgear.worker.gates import GateResult, Subject, SwapContext, collect, measure_latency
+from switchgear.worker.gates import GateResult, Subject, SwapContext, collect, describe
+from switchgear.worker.gates.report import SwapReport
 from switchgear.worker.loading import ModelBundle, load_bundle
+
+__all__ = ["ModelSlot", "SwapReport", "free"]
 
 log = logging.getLogger("switchgear.worker.swap")
 
 State = Literal["loading", "ready", "swapping", "failed"]
-
-
-@dataclass(slots=True)
-class SwapReport:
-    ok: bool
-    candidate: str
-    gates: list[GateResult] = field(default_factory=list)
-    seconds: float = 0.0
-    error: str | None = None
-
-    @property
-    def failed(self) -> list[GateResult]:
-        return [g for g in self.gates if not g.passed and not g.forced]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "candidate": self.candidate,
-            "seconds": round(self.seconds, 3),
-            "error": self.error,
-            "failed": [g.gate for g in self.failed],
-            "gates": [asdict(g) for g in self.gates],
-        }
+Force = bool | frozenset[str]
 
 
 def free(bundle: ModelBundle | None) -> None:
@@ -74,7 +61,7 @@ class ModelSlot:
         self.state: State = "loading"
         self.error: str | None = None
         self.engine: Engine | None = None
-        self.previous: ModelSpec | None = None
+        self.history = ModelHistory(worker.backup_dir, worker.backup_keep)
         self.last_report: SwapReport | None = None
         self._lock = asyncio.Lock()
         self._available = asyncio.Event()
@@ -83,6 +70,15 @@ class ModelSlot:
     @property
     def spec(self) -> ModelSpec | None:
         return self.engine.bundle.spec if self.engine else None
+
+    @property
+    def previous(self) -> ModelSpec | None:
+        entries = self.history.entries()
+        return entries[0].spec if entries else None
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
 
     def _engine_for(self, bundle: ModelBundle) -> Engine:
         self.metrics.set_model(bundle)
@@ -123,16 +119,16 @@ class ModelSlot:
         return self.engine
 
     async def swap(
-        self, spec: ModelSpec, *, force: bool = False, verify: bool = True
+        self, spec: ModelSpec, *, force: Force = False, verify: bool = True, scope: str = "all"
     ) -> SwapReport:
         if self._lock.locked():
-            raise Conflict("a swap is already in progress")
+            raise Conflict("a swap or rollback is already in progress")
         async with self._lock:
             if self.engine is None:
                 raise NoHealthyBackend("no model is loaded to swap from")
             self.state = "swapping"
             try:
-                report = await self._swap(spec, force=force, verify=verify)
+                report = await self._swap(spec, force=force, verify=verify, scope=scope)
             finally:
                 self.state = "ready" if self.engine is not None else "failed"
                 self._available.set()
@@ -140,19 +136,58 @@ class ModelSlot:
             self.metrics.swaps.labels("ok" if report.ok else "refused").inc()
             return report
 
-    async def _swap(self, spec: ModelSpec, *, force: bool, verify: bool) -> SwapReport:
+    def _current_subject(self, old: Engine) -> Subject:
+        loop = asyncio.get_running_loop()
+
+        def runner(fn: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(old.run(fn), loop).result()
+
+        b = old.bundle
+        subject = Subject(b.name, b.tokenizer, b, runner)
+        subject.cache["architecture"] = describe(getattr(b.model, "config", None), b.tokenizer)
+        return subject
+
+    async def _measure_before_drain(self, current: Subject, ctx: SwapContext) -> None:
+        from switchgear.worker.gates import probe_generations, solo_rounds
+        from switchgear.worker.gates.evals import current_answers
+
+        g = ctx.gates
+        await asyncio.to_thread(probe_generations, current, ctx)
+        if ctx.scope == "all":
+            await asyncio.to_thread(current_answers, current, ctx)
+            current.cache["latency"] = await asyncio.to_thread(
+                current.run, lambda b: solo_rounds(b, g.probes, 2 * g.latency_repeats)
+            )
+
+    async def _swap(self, spec: ModelSpec, *, force: Force, verify: bool, scope: str) -> SwapReport:
         started = time.perf_counter()
         old = self.engine
         assert old is not None
-        g = self.worker.gates
-        ctx = SwapContext(gates=g, force=force, pm=self.pm)
-        current = Subject(old.bundle.name, old.bundle.tokenizer, old.bundle)
-        if verify:
-            current.latency_p50 = await old.run(
-                lambda b: measure_latency(b, g.probes, g.latency_repeats)
+
+        def refused(error: str, code: str, gates: list[GateResult] | None = None) -> SwapReport:
+            return SwapReport(
+                False,
+                spec.served_name(),
+                gates or [],
+                time.perf_counter() - started,
+                error=error,
+                code=code,
+                path=spec.model_name_or_path,
             )
+
+        ctx = SwapContext(gates=self.worker.gates, force=force, pm=self.pm, scope=scope)
+        current = self._current_subject(old)
         drain = self.worker.swap_mode == "drain"
+        if verify and scope == "all":
+            from switchgear.worker.gates.evals import eval_rows
+
+            try:
+                await asyncio.to_thread(eval_rows, ctx)
+            except Exception as exc:
+                return refused(f"the eval set cannot be read: {exc}", "eval_set_unreadable")
         if drain:
+            if verify:
+                await self._measure_before_drain(current, ctx)
             self._available.clear()
             await asyncio.to_thread(old.drain)
             old.close()
@@ -164,12 +199,7 @@ class ModelSlot:
             log.exception("loading candidate %s failed", spec.model_name_or_path)
             if drain:
                 await self._restore(old.bundle.spec)
-            return SwapReport(
-                False,
-                spec.served_name(),
-                seconds=time.perf_counter() - started,
-                error=f"candidate failed to load: {exc}",
-            )
+            return refused(f"the candidate failed to load: {exc}", "candidate_unloadable")
         gates: list[GateResult] = []
         if verify:
             cand = Subject(candidate.name, candidate.tokenizer, candidate)
@@ -181,11 +211,11 @@ class ModelSlot:
                 candidate=cand,
                 settings=ctx,
             )
-            gates = collect(raw)
+            gates = collect(raw, ctx)
             ref = ctx.cache.get("reference")
             if ref is not None and ref is not candidate:
                 free(ref)
-        report = SwapReport(True, candidate.name, gates, 0.0)
+        report = SwapReport(True, candidate.name, gates, 0.0, path=spec.model_name_or_path)
         if report.failed:
             report.ok = False
             free(candidate)
@@ -198,7 +228,7 @@ class ModelSlot:
             )
         else:
             self.engine = self._engine_for(candidate)
-            self.previous = old.bundle.spec
+            await asyncio.to_thread(self.history.push, old.bundle.spec)
             self._available.set()
             if not drain:
                 await asyncio.to_thread(old.drain)
@@ -213,10 +243,15 @@ class ModelSlot:
         self.engine = self._engine_for(bundle)
         self._available.set()
 
-    async def rollback(self) -> SwapReport:
-        if self.previous is None:
-            raise Conflict("there is no previous model to roll back to")
-        return await self.swap(self.previous, force=True, verify=False)
+    async def rollback(self, target: int | str | None = None) -> SwapReport:
+        """Go back to a backup (index, id, name or path) after its integrity gates pass."""
+        if self._lock.locked():
+            raise Conflict("a swap or rollback is already in progress")
+        _, backup = self.history.find(target)
+        report = await self.swap(backup.spec, force=True, scope="integrity")
+        if report.ok:
+            await asyncio.to_thread(self.history.remove, backup)
+        return report
 
     async def close(self) -> None:
         engine, self.engine = self.engine, None

@@ -2,7 +2,9 @@
 
 The tokenizer is a byte-level BPE trained on a fixed mixed Chinese/English corpus, so two
 tiny models with the same ``vocab`` share a vocabulary whatever their seed (the hot-swap
-tests rely on that), while ``seed`` changes the weights. Everything is written with
+tests rely on that), while ``seed`` changes the weights. ``tokenizer="english"`` trains the
+BPE on the English half only: a genuinely different vocabulary and merges (Chinese falls back
+to bytes) at the same ``vocab`` size, for testing the tokenizer gate. Everything is written with
 ``save_pretrained`` (or as a ``.pt`` state dict / an ONNX export) so loading it goes through
 exactly the code path of a real checkpoint.
 """
@@ -19,6 +21,7 @@ log = logging.getLogger("switchgear.worker.tiny")
 
 Arch = Literal["llama", "gpt2"]
 Format = Literal["safetensors", "bin", "pt", "onnx"]
+TokenizerKind = Literal["mixed", "english"]
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 CHAT_TEMPLATE = (
@@ -52,8 +55,10 @@ _CHINESE = [
 ]
 
 
-def corpus() -> list[str]:
+def corpus(kind: TokenizerKind = "mixed") -> list[str]:
     """The fixed training text: every sentence alone and in mixed pairs."""
+    if kind == "english":
+        return _ENGLISH * 20 + [f"{a} {b}" for a in _ENGLISH for b in _ENGLISH] * 2
     lines = _ENGLISH + _CHINESE
     mixed = [f"{e} {c}" for e in _ENGLISH for c in _CHINESE]
     return lines * 20 + mixed * 4
@@ -67,9 +72,10 @@ class TinySpec:
     hidden: int = 64
     vocab: int = 1024
     fmt: Format = "safetensors"
+    tokenizer: TokenizerKind = "mixed"
 
 
-def build_tokenizer(vocab: int):  # -> PreTrainedTokenizerFast
+def build_tokenizer(vocab: int, kind: TokenizerKind = "mixed"):  # -> PreTrainedTokenizerFast
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -83,7 +89,7 @@ def build_tokenizer(vocab: int):  # -> PreTrainedTokenizerFast
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus(), trainer=trainer)
+    tok.train_from_iterator(corpus(kind), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|endoftext|>",
@@ -153,7 +159,7 @@ def make_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(spec.vocab)
+    tokenizer = build_tokenizer(spec.vocab, spec.tokenizer)
     model = build_model(spec, tokenizer)
     if spec.fmt == "safetensors":
         model.save_pretrained(out)
@@ -179,8 +185,17 @@ def make_tiny_cli(
     hidden: int = 64,
     vocab: int = 1024,
     fmt: str = "safetensors",
+    tokenizer: str = "mixed",
 ) -> int:
-    spec = TinySpec(arch=arch, seed=seed, layers=layers, hidden=hidden, vocab=vocab, fmt=fmt)  # type: ignore[arg-type]
+    spec = TinySpec(
+        arch=arch,  # type: ignore[arg-type]
+        seed=seed,
+        layers=layers,
+        hidden=hidden,
+        vocab=vocab,
+        fmt=fmt,  # type: ignore[arg-type]
+        tokenizer=tokenizer,  # type: ignore[arg-type]
+    )
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():
         print(f"error: {out} exists and is not a model directory", flush=True)
@@ -190,6 +205,6 @@ def make_tiny_cli(
     make_tiny(out, spec)
     print(
         f"wrote a tiny {spec.arch} model ({spec.layers} layers, hidden {spec.hidden}, "
-        f"{spec.fmt}) to {out}"
+        f"{spec.fmt}, {spec.tokenizer} tokenizer) to {out}"
     )
     return 0

@@ -14,7 +14,22 @@ from switchgear.plugins.hookspecs import hookimpl
 from switchgear.worker.keys import SLOT, SWAP_LISTENERS
 from tests.worker.conftest import ADMIN, admin_headers, worker_settings
 
-RELAXED = {"gates": {"latency_tolerance": 20.0, "latency_repeats": 2}}
+RELAXED = {"gates": {"latency_tolerance": 20.0, "latency_repeats": 2, "generation_tokens": 6}}
+ORDER = [
+    "finite_weights",
+    "finite_logits",
+    "generation",
+    "architecture",
+    "tokenizer",
+    "weights",
+    "outputs",
+    "latency",
+    "eval",
+]
+
+
+def gate(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(g for g in report["gates"] if g["gate"] == name)
 
 
 class Tamper:
@@ -83,12 +98,7 @@ async def test_hot_swap_under_load_drops_nothing(
     done.set()
     await asyncio.gather(*users)
     assert status == 200, report
-    assert report["ok"] and [g["gate"] for g in report["gates"]] == [
-        "tokenizer",
-        "weights",
-        "outputs",
-        "latency",
-    ]
+    assert report["ok"] and [g["gate"] for g in report["gates"]] == ORDER
     assert statuses and set(statuses) == {200}
     assert await served_path(client) == str(tiny_seed1)
     assert swapped and swapped[0]["candidate"] == "tiny"
@@ -96,6 +106,7 @@ async def test_hot_swap_under_load_drops_nothing(
     resp = await client.post("/admin/rollback", headers=admin_headers())
     assert resp.status == 200 and await served_path(client) == str(tiny)
     assert client.app[SLOT].previous.model_name_or_path == str(tiny_seed1)
+    assert [g["gate"] for g in (await resp.json())["gates"]] == ORDER[:3]
 
 
 async def test_drain_mode_swap_keeps_requests(
@@ -110,18 +121,29 @@ async def test_drain_mode_swap_keeps_requests(
     after = await client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 4})
     assert status == 200, report
     assert [r.status for r in await asyncio.gather(*pending)] == [200] * 4 and after.status == 200
+    # measured before the drain unloaded the current model: unpaired, but still a comparison
+    latency = gate(report, "latency")["data"]
+    assert latency["interleaved"] is False and latency["current_median_s"] > 0
+    assert gate(report, "architecture")["passed"] and gate(report, "eval")["passed"]
 
 
-async def test_tokenizer_gate_refuses_other_vocabulary(
+async def test_other_vocabulary_needs_architecture_and_tokenizer_forced(
     start_worker: Any, tiny: Path, tiny_other_vocab: Path
 ) -> None:
     client = await start_worker(worker_settings(tiny, **RELAXED))
     status, report = await swap(client, tiny_other_vocab)
-    assert status == 422 and report["failed"] == ["tokenizer"]
-    assert "vocabulary differs" in report["gates"][0]["detail"]
+    assert status == 422 and report["failed"] == ["architecture", "tokenizer"]
+    assert report["error"]["code"] == "swap_refused"
+    assert "vocab_size 1024 -> 600" in gate(report, "architecture")["detail"]
+    assert report["summary"]["architecture_diff"] == {
+        "vocab_size": {"current": 1024, "candidate": 600}
+    }
+    assert "vocabulary differs" in gate(report, "tokenizer")["detail"]
     assert await served_path(client) == str(tiny)
+    status, report = await swap(client, tiny_other_vocab, force=["tokenizer"])
+    assert status == 422 and report["failed"] == ["architecture"]
     status, report = await swap(client, tiny_other_vocab, force=True)
-    assert status == 200 and report["gates"][0]["forced"]
+    assert status == 200 and report["forced"] == ["architecture", "tokenizer"]
 
 
 async def test_weights_gate_names_the_corrupted_tensor(
@@ -131,7 +153,7 @@ async def test_weights_gate_names_the_corrupted_tensor(
     client = await start_worker(worker_settings(tiny, **RELAXED))
     status, report = await swap(client, tiny_seed1)
     assert status == 422 and report["failed"] == ["weights"]
-    weights = report["gates"][1]
+    weights = gate(report, "weights")
     assert "model.layers.1.mlp.down_proj.weight" in weights["detail"]
     assert abs(weights["value"] - 0.01) < 1e-3
     assert await served_path(client) == str(tiny)
@@ -144,24 +166,29 @@ async def test_outputs_gate_refuses_a_too_different_quantization(
     client = await start_worker(settings)
     status, report = await swap(client, tiny_seed1, quantization="quanto-int4")
     assert status == 422 and report["failed"] == ["outputs"]
-    assert report["gates"][2]["value"] > 1e-7
+    assert gate(report, "outputs")["value"] > 1e-7
+    assert report["summary"]["max_abs_logit_error"] == gate(report, "outputs")["value"]
 
 
 async def test_latency_gate_refuses_a_slow_candidate(
     start_worker: Any, plugin_manager: Any, tiny: Path, tiny_seed1: Path
 ) -> None:
-    plugin_manager.register(Tamper(tiny_seed1, delay_s=0.05))
-    client = await start_worker(
-        worker_settings(tiny, gates={"latency_tolerance": 3.0, "latency_repeats": 2})
-    )
+    # one probe: a round is one forward pass, which the delay makes several times slower
+    plugin_manager.register(Tamper(tiny_seed1, delay_s=0.1))
+    gates = {"latency_tolerance": 1.0, "latency_repeats": 2, "generation_tokens": 4}
+    client = await start_worker(worker_settings(tiny, gates={**gates, "probes": ["Hello"]}))
     status, report = await swap(client, tiny_seed1)
-    assert status == 422 and report["failed"] == ["latency"]
-    assert report["gates"][3]["value"] > 3.0
+    assert status == 422 and report["failed"] == ["latency"], gate(report, "latency")
+    latency = gate(report, "latency")
+    assert latency["value"] > 1.0 and latency["data"]["interleaved"]
+    assert report["summary"]["latency"]["lower"] > 2.0
+    status, report = await swap(client, tiny_seed1, force=["latency"])
+    assert status == 200 and report["forced"] == ["latency"]
 
 
-async def test_rollback_without_history_is_409(client: Any) -> None:
+async def test_rollback_without_history_is_404(client: Any) -> None:
     resp = await client.post("/admin/rollback", headers=admin_headers())
-    assert resp.status == 409
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "no_backup"
 
 
 async def test_config_change_triggers_a_swap(
@@ -205,13 +232,9 @@ async def test_hook_verify_swap_third_party_gate_refuses(
     client = await start_worker(worker_settings(tiny, **RELAXED))
     status, report = await swap(client, tiny_seed1)
     assert status == 422 and report["failed"] == ["policy"]
-    assert {g["gate"] for g in report["gates"]} == {
-        "tokenizer",
-        "weights",
-        "outputs",
-        "latency",
-        "policy",
-    }
+    assert [g["gate"] for g in report["gates"]] == ["policy", *ORDER]
+    status, report = await swap(client, tiny_seed1, force=["policy"])
+    assert status == 200 and report["forced"] == ["policy"]
 
 
 async def test_extra_contexts_and_worker_info(

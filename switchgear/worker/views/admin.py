@@ -1,4 +1,4 @@
-"""Admin routes (admin key, Bearer): /admin/swap, /admin/rollback, /admin/faults."""
+"""Admin routes (admin key, Bearer): /admin/swap, /admin/rollback, /admin/backups, /admin/faults."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from switchgear.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from switchgear.settings.worker import ModelSpec
 from switchgear.worker.faults import Faults
+from switchgear.worker.gates import parse_force
 from switchgear.worker.keys import ADMIN_KEY, FAULTS, SETTINGS, SLOT, SWAP_LISTENERS
 from switchgear.worker.views.common import json_response, parse
 
@@ -24,7 +25,17 @@ class SwapBody(BaseModel):
     quantization: str | None = None
     dtype: str | None = None
     name: str | None = None
-    force: bool = False
+    #: PyTorch weights the outputs gate compares an ONNX or quantized candidate with.
+    reference: str | None = None
+    #: ``true`` (every forcible gate) or the names of the gates whose failure is overridden.
+    force: StrictBool | list[str] = False
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: A backup's index (0 is the newest), id, served name or path; unset: the newest.
+    target: int | str | None = None
 
 
 def require_admin(request: web.Request) -> None:
@@ -49,21 +60,22 @@ def model_roots(app: web.Application) -> list[Path]:
     return [Path(worker.model.model_name_or_path).resolve().parent]
 
 
-def check_root(app: web.Application, path: str) -> None:
+def check_root(app: web.Application, path: str, param: str = "model_name_or_path") -> None:
     """Refuse a swap path outside the model roots (``..`` and symlinks resolved first).
 
     ``/admin/swap`` is reachable over HTTP, so a leaked admin key must not load whatever
     the process can read (``/etc``, another tenant's weights, a pickle planted in /tmp).
     Swaps from the config file the operator edits are not checked.
     """
-    if "\x00" in path:
-        raise InvalidRequest("model_name_or_path is not a path", param="model_name_or_path")
+    if "\x00" in path or not path.strip():
+        raise InvalidRequest(f"{param} is not a path", param=param)
     target = Path(path).resolve()
     if not any(target == root or target.is_relative_to(root) for root in model_roots(app)):
         raise PermissionDenied(
-            "model_name_or_path is outside the configured model roots (worker.model_roots)",
-            param="model_name_or_path",
+            f"{param} is outside the configured model roots (worker.model_roots)", param=param
         )
+    if not target.exists():
+        raise InvalidRequest(f"{param}: {path} does not exist", param=param, code="model_not_found")
 
 
 async def notify_swap(app: web.Application, report: dict[str, Any]) -> None:
@@ -85,8 +97,13 @@ async def swap_to(app: web.Application, body: SwapBody) -> dict[str, Any]:
     if body.dtype:
         update["dtype"] = body.dtype
     update["name"] = body.name if body.name else (base.name if base else None)
+    update["reference"] = body.reference
+    try:
+        force = parse_force(body.force)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="force") from None
     spec = ModelSpec.model_validate({**(base.model_dump() if base else {}), **update})
-    report = await slot.swap(spec, force=body.force)
+    report = await slot.swap(spec, force=force)
     out = report.to_dict()
     if report.ok:
         await notify_swap(app, out)
@@ -97,17 +114,26 @@ async def swap(request: web.Request) -> web.Response:
     require_admin(request)
     body: SwapBody = await parse(request, SwapBody)
     check_root(request.app, body.model_name_or_path)
+    if body.reference:
+        check_root(request.app, body.reference, "reference")
     out = await swap_to(request.app, body)
     return json_response(out, 200 if out["ok"] else 422)
 
 
 async def rollback(request: web.Request) -> web.Response:
     require_admin(request)
-    report = await request.app[SLOT].rollback()
+    body = await parse(request, RollbackBody) if request.body_exists else RollbackBody()
+    report = await request.app[SLOT].rollback(body.target)
     out = report.to_dict()
     if report.ok:
         await notify_swap(request.app, out)
     return json_response(out, 200 if report.ok else 422)
+
+
+async def backups(request: web.Request) -> web.Response:
+    require_admin(request)
+    entries = request.app[SLOT].history.entries()
+    return json_response({"data": [b.to_dict(i) for i, b in enumerate(entries)]})
 
 
 async def get_faults(request: web.Request) -> web.Response:

@@ -1,0 +1,143 @@
+"""The ``latency`` gate: is the candidate slower than the current model, with confidence?
+
+Both models run a forward pass over the same probes in interleaved rounds (current then
+candidate, candidate then current, alternating), so a noisy neighbour, a frequency change
+or the serving traffic slows both sides of a round alike. A round's figure is the time of
+its forward passes over every probe. The statistic is the ratio of the candidate's median
+round to the current model's, and its confidence interval is a paired bootstrap over rounds
+(seeded, so the same timings give the same bound). Rounds are added, ``latency_repeats`` at a
+time up to ``latency_max_rounds``, until the interval lies on one side of ``1 +
+latency_tolerance``, or the candidate's median is not above the current model's. The gate
+refuses only when the lower bound is above the limit: a candidate that is merely not proven
+fast enough passes.
+
+After a drain (``swap_mode: drain``) the two cannot be interleaved; the current model's
+rounds measured before the drain are compared, unpaired, with the candidate's.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+from switchgear.worker.gates.base import GateResult, Subject, SwapContext, probe_ids
+from switchgear.worker.loading import ModelBundle
+
+
+def _round(bundle: ModelBundle, ids: list[list[int]]) -> float:
+    from switchgear.worker.decode import prompt_logits
+
+    started = time.perf_counter()
+    for p in ids:
+        prompt_logits(bundle, [p])
+    return time.perf_counter() - started
+
+
+def solo_rounds(bundle: ModelBundle, probes: list[str], rounds: int) -> list[float]:
+    """Round times of one model alone (the current model, before a drain unloads it)."""
+    ids = probe_ids(bundle.tokenizer, probes)
+    _round(bundle, ids)
+    return [_round(bundle, ids) for _ in range(rounds)]
+
+
+def ab_rounds(
+    a: ModelBundle, b: ModelBundle, probes: list[str], rounds: int, first: int = 0
+) -> list[tuple[float, float]]:
+    """(current, candidate) time of each interleaved round; the order alternates per round."""
+    ia, ib = probe_ids(a.tokenizer, probes), probe_ids(b.tokenizer, probes)
+    if first == 0:
+        _round(a, ia), _round(b, ib)  # warm up
+    out = []
+    for r in range(first, first + rounds):
+        if r % 2:
+            tb = _round(b, ib)
+            ta = _round(a, ia)
+        else:
+            ta = _round(a, ia)
+            tb = _round(b, ib)
+        out.append((ta, tb))
+    return out
+
+
+def _pairs(
+    cand: ModelBundle, probes: list[str], n: int, first: int, cur: ModelBundle
+) -> list[tuple[float, float]]:
+    return ab_rounds(cur, cand, probes, n, first)
+
+
+def ratio_bound(
+    a: list[float], b: list[float], *, paired: bool, confidence: float, resamples: int
+) -> tuple[float, float, float]:
+    """median(b) / median(a) and its bootstrap bounds (each one-sided at ``confidence``)."""
+    import numpy as np
+
+    xa, xb = np.asarray(a), np.asarray(b)
+    rng = np.random.default_rng(0)
+    ia = rng.integers(0, len(xa), (resamples, len(xa)))
+    ib = ia if paired else rng.integers(0, len(xb), (resamples, len(xb)))
+    ratios = np.median(xb[ib], axis=1) / np.median(xa[ia], axis=1)
+    alpha = 1 - confidence
+    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
+    return float(np.median(xb) / np.median(xa)), float(lo), float(hi)
+
+
+def latency_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> GateResult:
+    g = ctx.gates
+    limit = 1 + g.latency_tolerance
+    cand = candidate.bundle
+    assert cand is not None
+    paired = current.bundle is not None
+    if not paired and "latency" not in current.cache:
+        return GateResult("latency", True, "no current model to compare against")
+    a: list[float] = []
+    b: list[float] = []
+    while True:
+        step = min(g.latency_repeats, g.latency_max_rounds - len(b))
+        if paired:
+            pairs = current.run(partial(_pairs, cand, g.probes, step, len(b)))
+            a += [x for x, _ in pairs]
+            b += [y for _, y in pairs]
+        else:
+            a = list(current.cache["latency"])
+            b += solo_rounds(cand, g.probes, step)
+        ratio, lo, hi = ratio_bound(
+            a, b, paired=paired, confidence=g.latency_confidence, resamples=g.latency_resamples
+        )
+        # decided either way, or out of rounds; and a candidate whose median is not above the
+        # current's is not measured further (more rounds would have to reverse the estimate)
+        if lo > limit or hi <= limit or ratio <= 1.0 or len(b) >= g.latency_max_rounds:
+            break
+    refused = lo > limit
+    conf = f"{g.latency_confidence:.0%}"
+    verdict = (
+        f"slower than +{g.latency_tolerance:.0%} with {conf} confidence"
+        if refused
+        else f"not slower than +{g.latency_tolerance:.0%} with {conf} confidence"
+    )
+    detail = (
+        f"median round {_ms(b)} vs {_ms(a)}: ratio {ratio:.3f} "
+        f"(bounds {lo:.3f}..{hi:.3f}, {len(b)} {'interleaved' if paired else 'unpaired'} rounds); "
+        f"{verdict}"
+    )
+    data: dict[str, Any] = {
+        "ratio": ratio,
+        "lower": lo,
+        "upper": hi,
+        "confidence": g.latency_confidence,
+        "rounds": len(b),
+        "interleaved": paired,
+        "current_median_s": _median(a),
+        "candidate_median_s": _median(b),
+    }
+    return GateResult("latency", not refused, detail, lo - 1, g.latency_tolerance, data=data)
+
+
+def _median(xs: list[float]) -> float:
+    import statistics
+
+    return statistics.median(xs)
+
+
+def _ms(xs: list[float]) -> str:
+    return f"{_median(xs) * 1000:.2f} ms"
