@@ -21,6 +21,7 @@ from aiohttp import web
 from switchgear.discovery.consul_client import ConsulACLError
 from switchgear.proxy.app import create_app
 from switchgear.settings import Settings, load_settings
+from switchgear.settings.check import refuse_on_problems
 
 log = logging.getLogger("switchgear.proxy")
 
@@ -118,6 +119,7 @@ def serve_from_cli(
     settings = load_settings(
         config, **{"listen.host": host, "listen.port": port, "workers": workers}
     )
+    refuse_on_problems(settings)  # the checks of `config check`: every error at once
     if settings.workers == 1:
         return run_process(settings)
     if settings.listen.port == 0:
