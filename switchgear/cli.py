@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run a worker and the gateway in front of it (the demo)")
     up.add_argument("--worker", dest="worker_config", required=True)
     up.add_argument("--gateway", dest="gateway_config", required=True)
+    up.add_argument("--gateway-port", "--port", dest="gateway_port", type=int)
+    up.add_argument("--worker-port", dest="worker_port", type=int)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True)
@@ -170,6 +172,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             "switchgear.launcher:up",
             worker_config=args.worker_config,
             gateway_config=args.gateway_config,
+            gateway_port=args.gateway_port,
+            worker_port=args.worker_port,
         )
     if cmd == "config":
         return _call("switchgear.settings.check:check_file", path=args.file)
