@@ -26,6 +26,9 @@ from switchgear.types import ModelInfo, Observation
 
 if TYPE_CHECKING:  # views.dashboard imports this module
     from switchgear.proxy.views.dashboard import DashboardSources
+if TYPE_CHECKING:  # drain and health_checks import this module
+    from switchgear.proxy.drain import Drain
+    from switchgear.proxy.health_checks import HealthChecker
 
 SETTINGS = web.AppKey("settings", Settings)
 PLUGINS = web.AppKey("plugins", pluggy.PluginManager)
@@ -66,3 +69,7 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 BODY: web.RequestKey[object] = web.RequestKey("body", object)
 #: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
 TOKENS_USED = web.RequestKey("tokens_used", int)
+#: Requests in flight and open streams, for the shutdown drain (proxy/drain.py).
+DRAIN: web.AppKey[Drain] = web.AppKey("drain")
+#: Active health checks of static backends (proxy/health_checks.py); absent when disabled.
+HEALTH_CHECKS: web.AppKey[HealthChecker] = web.AppKey("health_checks")
