@@ -1,15 +1,16 @@
 """How a normal client fares while another client holds thousands of idle sockets open.
 
 Processes on loopback: a fast OpenAI-compatible upstream, the gateway (``switchgear serve``,
-one process, default ``edge:`` limits unless ``--cap`` is given), ``--flooders`` flood
-processes that each keep ``--sockets`` idle connections open (reopening every one the
-gateway closes, until the phase ends), and the measuring client here: sequential chat
-requests, each on a new connection, as a new client would come.
+one process, default ``edge:`` limits unless ``--cap`` / ``--header-timeout`` are given),
+``--flooders`` flood processes that each open ``--sockets`` idle connections and hold them
+(never sending a byte), and the measuring client here: sequential chat requests, each on a
+new connection, as a new client would come.
 
-Phase 1 measures the client alone (baseline), phase 2 the same client while the flood is
-held. Printed: requests, failures, p50 / p99 latency of each phase and their ratio, the
+Phase 1 measures the client alone (baseline), phase 2 the same client for ``--seconds``
+once every flood socket is connected (the hold). The gateway's peak descriptors and RSS
+are sampled from the flood's first connection on. Printed: requests, failures, p50 / p99 latency of each phase and their ratio, the
 gateway's open descriptors and RSS (at the end of the baseline, the peak during the flood), and how many flood sockets
-were open at the end (on the flooders' side). Every loop is bounded by ``--seconds``.
+the gateway closed while the flood held them. Every loop is bounded by ``--seconds``.
 
     .venv/bin/python bench/edge_flood.py [--sockets 10000] [--flooders 2] [--seconds 20]
 """
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
@@ -74,42 +76,44 @@ def run_upstream(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def run_flooder(port: int, sockets: int, seconds: float, ready: mp.Event, out: mp.Queue) -> None:
+def run_flooder(port: int, sockets: int, seconds: float, ready: Any, out: Any) -> None:
+    """Open ``sockets`` idle connections (in batches), hold them ``seconds``, report counts."""
     _nofile(sockets + 256)
 
-    async def main() -> int:
+    async def main() -> dict[str, int]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        open_now: set[socket.socket] = set()
-        counts = {"connects": 0, "failed": 0, "peak": 0}
+        counts = {"connected": 0, "failed": 0, "closed_by_gateway": 0}
+        held: list[socket.socket] = []
 
-        async def hold() -> None:
-            while loop.time() < deadline:
-                s = socket.socket()
-                s.setblocking(False)
-                try:
-                    await asyncio.wait_for(
-                        loop.sock_connect(s, ("127.0.0.1", port)), deadline - loop.time()
-                    )
-                    counts["connects"] += 1
-                    open_now.add(s)
-                    counts["peak"] = max(counts["peak"], len(open_now))
-                    await asyncio.wait_for(loop.sock_recv(s, 1024), deadline - loop.time())
-                except (OSError, TimeoutError):
-                    counts["failed"] += 1
-                finally:
-                    open_now.discard(s)
-                    s.close()
-                await asyncio.sleep(0.05)  # the gateway closed it: reopen, a little later
+        async def connect() -> None:
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(s, ("127.0.0.1", port)), 10)
+            except (OSError, TimeoutError):
+                counts["failed"] += 1
+                s.close()
+                return
+            counts["connected"] += 1
+            held.append(s)
 
-        tasks = []
         for i in range(0, sockets, 500):  # bounded: connect in batches
-            tasks += [asyncio.create_task(hold()) for _ in range(min(500, sockets - i))]
-            await asyncio.sleep(0.05)
+            await asyncio.gather(*(connect() for _ in range(min(500, sockets - i))))
         ready.set()
-        await asyncio.sleep(max(0.0, deadline - loop.time() - 0.5))
-        counts["held"] = len(open_now)
-        await asyncio.gather(*tasks, return_exceptions=True)
+
+        async def watch(s: socket.socket) -> None:
+            try:
+                await loop.sock_recv(s, 1024)  # returns when the gateway answers 408 or closes
+                counts["closed_by_gateway"] += 1
+            except OSError:
+                counts["closed_by_gateway"] += 1
+
+        watchers = [asyncio.create_task(watch(s)) for s in held]
+        await asyncio.wait(watchers, timeout=seconds)
+        for w in watchers:
+            w.cancel()
+        for s in held:
+            s.close()
         return counts
 
     out.put(asyncio.run(main()))
@@ -124,6 +128,7 @@ def _proc_stats(pid: int) -> tuple[int, float]:
 
 
 async def measure(port: int, seconds: float) -> tuple[list[float], int]:
+    """Sequential requests, each on a new connection, for ``seconds``."""
     import aiohttp
 
     latencies: list[float] = []
@@ -157,11 +162,16 @@ def main() -> int:
     ap.add_argument("--flooders", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--cap", type=int, default=None, help="edge.max_connections")
+    ap.add_argument("--header-timeout", type=float, default=None, help="edge.header_timeout")
     args = ap.parse_args()
     up_port, gw_port = free_port(), free_port()
     up = mp.Process(target=run_upstream, args=(up_port,), daemon=True)
     up.start()
-    edge = {"max_connections": args.cap} if args.cap else {}
+    edge: dict[str, float] = {}
+    if args.cap:
+        edge["max_connections"] = args.cap
+    if args.header_timeout:
+        edge["header_timeout"] = args.header_timeout
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "gw.yaml"
         cfg.write_text(
@@ -212,12 +222,11 @@ async def _run(args: argparse.Namespace, gw: subprocess.Popen[bytes], port: int,
     out: mp.Queue = ctx.Queue()
     readies = [ctx.Event() for _ in range(args.flooders)]
     floods = [
-        ctx.Process(target=run_flooder, args=(port, args.sockets, args.seconds + 15, ev, out))
+        ctx.Process(target=run_flooder, args=(port, args.sockets, args.seconds, ev, out))
         for ev in readies
     ]
     for f in floods:
         f.start()
-    await asyncio.to_thread(lambda: [ev.wait(60) for ev in readies])
     peak = [0, 0.0]
 
     async def sample() -> None:
@@ -227,23 +236,23 @@ async def _run(args: argparse.Namespace, gw: subprocess.Popen[bytes], port: int,
             await asyncio.sleep(0.25)  # sampling /proc while the flood is held
 
     sampler = asyncio.create_task(sample())
+    t_flood = time.monotonic()
+    await asyncio.to_thread(lambda: [ev.wait(120) for ev in readies])
+    connected_in = time.monotonic() - t_flood
     flood, flood_fail = await measure(port, args.seconds)
     sampler.cancel()
     flood_fds, flood_rss = peak[0], peak[1]
-    counts = await asyncio.to_thread(lambda: [out.get(timeout=60) for _ in floods])
-    held = sum(c["held"] for c in counts)
+    counts = await asyncio.to_thread(lambda: [out.get(timeout=120) for _ in floods])
     for f in floods:
         f.join(30)
-    total = args.sockets * args.flooders
+    connected = sum(c["connected"] for c in counts)
+    closed = sum(c["closed_by_gateway"] for c in counts)
+    failed = sum(c["failed"] for c in counts)
     print(
-        f"flood: {args.flooders} x {args.sockets} = {total} idle sockets kept open; "
-        f"{held} open at the end (the rest closed by the gateway and being reopened)"
+        f"flood: {args.flooders} x {args.sockets} idle sockets: {connected} connected "
+        f"in {connected_in:.1f} s ({failed} connects failed), {closed} closed by the "
+        f"gateway while held; the client was measured for {args.seconds:g} s after that"
     )
-    for i, c in enumerate(counts):
-        print(
-            f"  flooder {i}: {c['connects']} connects, peak {c['peak']} open at once, "
-            f"{c['failed']} connects failed or timed out"
-        )
     for name, lat, fail, fds, rss in (
         ("alone", base, base_fail, base_fds, base_rss),
         ("flood", flood, flood_fail, flood_fds, flood_rss),

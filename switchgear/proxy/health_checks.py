@@ -96,6 +96,9 @@ class HealthChecker:
             return
         if failure is not None:
             h.passes, h.detail = 0, failure
+            state = self.app[keys.BACKEND_STATE]
+            if state.get(backend.id).ejected is None:  # readmitted by someone else, still down
+                state.eject(backend.id, f"{REASON}: {failure}")
             return
         h.passes += 1
         if h.passes >= self.settings.healthy_threshold:
