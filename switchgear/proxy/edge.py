@@ -22,6 +22,7 @@ headers) the connection is left to aiohttp's own limits.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import resource
 import time
@@ -36,6 +37,7 @@ from switchgear.errors import APIError
 log = logging.getLogger("switchgear.proxy.edge")
 
 LOG_EVERY_S = 10.0
+EVICT_SCAN = 1024  # connections looked at for an idle one to close, oldest first
 MAX_HEAD_BYTES = 64 * 1024  # aiohttp refuses much less (8 KiB lines); past this we stop framing
 HEAD, BODY, CHUNKED, BUSY, OFF = "head", "body", "chunked", "busy", "off"
 
@@ -83,7 +85,9 @@ class EdgeGuard:
         return True
 
     def _evict_one(self) -> bool:
-        for conn in self.conns:
+        # The oldest activity comes first; busy connections (streams a client only reads)
+        # gather there too, so the scan is bounded rather than walking every connection.
+        for conn in itertools.islice(self.conns, EVICT_SCAN):
             if conn.idle():
                 conn.close_now()
                 self.evicted += 1
