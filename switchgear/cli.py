@@ -95,6 +95,8 @@ def _add_up(sub: Commands) -> None:
     up = sub.add_parser("up", help="run a worker and the gateway in front of it (the demo)")
     up.add_argument("--worker", dest="worker_config", required=True)
     up.add_argument("--gateway", dest="gateway_config", required=True)
+    up.add_argument("--gateway-port", "--port", dest="gateway_port", type=int)
+    up.add_argument("--worker-port", dest="worker_port", type=int)
     up.set_defaults(run=_up)
 
 
@@ -227,7 +229,11 @@ def _worker(a: Args) -> int:
 
 def _up(a: Args) -> int:
     return _call(
-        "switchgear.launcher:up", worker_config=a.worker_config, gateway_config=a.gateway_config
+        "switchgear.launcher:up",
+        worker_config=a.worker_config,
+        gateway_config=a.gateway_config,
+        gateway_port=a.gateway_port,
+        worker_port=a.worker_port,
     )
 
 

@@ -36,6 +36,7 @@ from switchgear.discovery.consul_client import (
     make_client,
 )
 from switchgear.settings.consul import ConsulSettings, seconds
+from switchgear.urls import check_health_path
 
 log = logging.getLogger("switchgear.discovery.registration")
 
@@ -120,9 +121,12 @@ def external_spec(
         raise ValueError(f"{url!r} is not an http(s) URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     extra = dict(meta or {})
-    health = extra.pop("health_path", settings.check.path)
+    # A path only: "@169.254.169.254/..." or "//evil/..." would move the check to another host.
+    health = check_health_path(extra.pop("health_path", settings.check.path))
     host = parts.hostname
     origin = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+    if urlsplit(origin + health).hostname != host:
+        raise ValueError(f"health_path {health!r} leaves the backend's host")
     sid = service_id or f"{settings.service}-{_META_KEY.sub('-', model)}-{host}-{port}"
     values = {
         **_labels(settings),

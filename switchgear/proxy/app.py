@@ -27,6 +27,7 @@ from switchgear.proxy import keys
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.catalog import ModelCatalog
 from switchgear.proxy.detection import setup_detection
+from switchgear.proxy.health_checks import setup_health_checks
 from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.middlewares import MIDDLEWARES
 from switchgear.proxy.policy import Policies
@@ -65,6 +66,7 @@ def create_app(
     setup_dashboard(app)
     setup_discovery(app)
     setup_fleet(app)
+    setup_health_checks(app)
     setup_upstream(app)
     setup_shadow(app)
     setup_detection(app)

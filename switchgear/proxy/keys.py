@@ -26,6 +26,9 @@ from switchgear.types import Observation, ParsedRequest
 
 if TYPE_CHECKING:  # views.dashboard imports this module
     from switchgear.proxy.views.dashboard import DashboardSources
+if TYPE_CHECKING:  # drain and health_checks import this module
+    from switchgear.proxy.drain import Drain
+    from switchgear.proxy.health_checks import HealthChecker
 
 SETTINGS = web.AppKey("settings", Settings)
 PLUGINS = web.AppKey("plugins", pluggy.PluginManager)
@@ -63,3 +66,7 @@ TOKENS_USED = web.RequestKey("tokens_used", int)
 #: This process as a member of its fleet: shared limits, health and detector leadership
 #: (``state``); the embedded default shares nothing.
 FLEET = web.AppKey("fleet", FleetState)
+#: Requests in flight and open streams, for the shutdown drain (proxy/drain.py).
+DRAIN: web.AppKey[Drain] = web.AppKey("drain")
+#: Active health checks of static backends (proxy/health_checks.py); absent when disabled.
+HEALTH_CHECKS: web.AppKey[HealthChecker] = web.AppKey("health_checks")

@@ -2,8 +2,12 @@
 
 ``serve_from_cli`` is what ``switchgear serve`` calls. Each process runs one event loop
 (uvloop when installed). SIGTERM/SIGINT stop accepting, let in-flight requests finish for
-up to ``shutdown_grace`` seconds, then close. With ``workers > 1`` the parent only starts,
-watches and signals its children; the kernel spreads connections over them.
+up to ``shutdown_grace`` seconds, cut the streams still open with an in-band error event,
+then close: the process exits within ``shutdown_grace`` + :data:`~switchgear.proxy.drain.
+SHUTDOWN_BOUND_S` (see :mod:`switchgear.proxy.drain`). Every connection passes through the
+edge limits of :mod:`switchgear.proxy.edge` (``edge:`` settings). With ``workers > 1`` the
+parent only starts, watches and signals its children; the kernel spreads connections over
+them.
 """
 
 from __future__ import annotations
@@ -19,18 +23,29 @@ from typing import Any
 from aiohttp import web
 
 from switchgear.discovery.consul_client import ConsulACLError
+from switchgear.proxy import drain as drains
+from switchgear.proxy import keys
 from switchgear.proxy.app import create_app
+from switchgear.proxy.edge import EdgeGuard, EdgeSite, raise_nofile_limit
 from switchgear.proxy.metrics import multiprocess_dir
 from switchgear.settings import Settings, load_settings
+from switchgear.settings.check import refuse_on_problems
 
 log = logging.getLogger("switchgear.proxy")
+
+#: Descriptors beyond the client connections: upstream pool, Consul, logs, the listener.
+NOFILE_HEADROOM = 2048
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{x-request-id}o'
 
 
 def runner_kwargs(settings: Settings) -> dict[str, Any]:
     """AppRunner options shared by the CLI and tests: cancel handlers of gone clients."""
-    kw: dict[str, Any] = {"handler_cancellation": True, "shutdown_timeout": settings.shutdown_grace}
+    kw: dict[str, Any] = {
+        "handler_cancellation": True,
+        "shutdown_timeout": settings.shutdown_grace,
+        "keepalive_timeout": settings.edge.keepalive_timeout,
+    }
     if settings.access_log:
         kw["access_log"] = logging.getLogger("aiohttp.access")
         kw["access_log_format"] = ACCESS_LOG_FORMAT
@@ -43,6 +58,7 @@ async def start(
     app: web.Application, settings: Settings, *, host: str, port: int, reuse_port: bool = False
 ) -> web.AppRunner:
     """Start ``app`` on host:port; returns the runner (``runner.addresses`` has the bound port)."""
+    drains.install(app)
     runner = web.AppRunner(app, **runner_kwargs(settings))
     try:
         await runner.setup()
@@ -55,11 +71,26 @@ async def start(
 
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.listen.tls_cert, settings.listen.tls_key)
-    site = web.TCPSite(
-        runner, host, port, reuse_port=reuse_port or None, ssl_context=ssl_context, backlog=1024
+    site = EdgeSite(
+        runner,
+        host,
+        port,
+        guard=edge_guard(settings),
+        reuse_port=reuse_port or None,
+        ssl_context=ssl_context,
+        backlog=1024,
     )
     await site.start()
     return runner
+
+
+def edge_guard(settings: Settings) -> EdgeGuard:
+    e = settings.edge
+    return EdgeGuard(
+        max_connections=e.max_connections,
+        header_timeout=e.header_timeout,
+        body_timeout=e.body_timeout,
+    )
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -71,6 +102,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _serve(settings: Settings, reuse_port: bool) -> None:
+    raise_nofile_limit(settings.edge.max_connections + NOFILE_HEADROOM)
     app = create_app(settings)
     runner = await start(
         app, settings, host=settings.listen.host, port=settings.listen.port, reuse_port=reuse_port
@@ -89,7 +121,8 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
             os.getpid(),
             settings.shutdown_grace,
         )
-        await runner.cleanup()
+        took = await drains.drain_and_close(runner, app[keys.DRAIN], settings.shutdown_grace)
+        log.info("switchgear gateway (pid %d) stopped in %.1fs", os.getpid(), took)
 
 
 def run_process(settings: Settings, reuse_port: bool = False) -> int:
@@ -119,6 +152,7 @@ def serve_from_cli(
     settings = load_settings(
         config, **{"listen.host": host, "listen.port": port, "workers": workers}
     )
+    refuse_on_problems(settings)  # the checks of `config check`: every error at once
     if settings.workers == 1:
         return run_process(settings)
     if settings.listen.port == 0:

@@ -92,3 +92,15 @@ def read_secret_file(path: str) -> str:
     except OSError as exc:
         raise ConfigError("", f"cannot read secret file {path}: {exc.strerror or exc}") from None
     raise ConfigError("", f"secret file {path} is empty")
+
+
+def validation_problems(exc: ValidationError) -> list[ConfigError]:
+    """Every validation problem, each as a ConfigError with its dotted key path."""
+    out: list[ConfigError] = []
+    for err in exc.errors():
+        parts: list[str] = []
+        for loc in err["loc"]:
+            parts.append(f"[{loc}]" if isinstance(loc, int) else ("." if parts else "") + str(loc))
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append(ConfigError("".join(parts), msg))
+    return out

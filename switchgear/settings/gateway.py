@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from switchgear.settings.base import Section, read_secret_file
 from switchgear.settings.state import StateSettings
+from switchgear.urls import check_health_path, parse_pattern
 
 
 class Listen(Section):
@@ -149,14 +150,69 @@ class RateLimits(RateLimit):
 class ExternalBackends(Section):
     """Which URLs ``POST /admin/backends`` may register in Consul.
 
-    ``url_patterns`` are shell-style globs (:func:`fnmatch.fnmatchcase`) matched against the
-    whole URL as sent; the URL must match one. The default allows any http(s) URL, because
-    the admin key already guards the endpoint; narrow it where the admin key is shared, e.g.
-    ``["http://10.*", "http://127.0.0.1:*"]``. URLs carrying credentials (``user@host``)
-    are always refused.
+    ``url_patterns`` are ``scheme://host[:port][/path]`` patterns, matched by
+    :func:`switchgear.urls.check_backend_url`: the host is matched label by label
+    after IP literals are normalised (``0x7f000001`` is ``127.0.0.1``), so ``http://10.*``
+    matches ``10.0.0.5`` but never ``10.attacker.example``. Loopback, private, link-local and
+    cloud metadata addresses are refused unless a pattern names them with a literal first
+    label (``http://10.*``, ``http://127.0.0.1:*``, ``http://[::1]:*``); ``http://*`` never
+    lets them through. A missing port or path in a pattern matches any. URLs carrying
+    credentials (``user@host``) are always refused.
     """
 
     url_patterns: list[str] = Field(default_factory=lambda: ["http://*", "https://*"])
+
+    @field_validator("url_patterns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for p in v:
+            parse_pattern(p)
+        return v
+
+
+class EdgeLimits(Section):
+    """Limits of the listening side, per gateway process (see docs/operations.md).
+
+    ``max_connections``: open client connections; at the cap the longest-idle connection is
+    closed to make room, and a new one is answered 503 only when none is idle.
+    ``header_timeout``: a new connection must deliver its request headers within this.
+    ``body_timeout``: the request body must arrive within this after the headers.
+    ``keepalive_timeout``: an idle kept-alive connection is closed after this.
+    """
+
+    max_connections: int = Field(default=10000, ge=1)
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=60.0, gt=0)
+    keepalive_timeout: float = Field(default=15.0, gt=0)
+
+
+class HealthChecks(Section):
+    """Active health checks of static backends: ``GET path`` on the backend's origin.
+
+    A probe fails when no HTTP answer (or a 5xx) comes within ``timeout``; after
+    ``unhealthy_threshold`` failures in a row the backend is taken out, after
+    ``healthy_threshold`` passes in a row it is back. A failed probe is repeated at once,
+    so a frozen backend is out within ``interval + unhealthy_threshold * timeout``.
+    ``meta.health_path`` of a backend overrides ``path``.
+    """
+
+    enabled: bool = True
+    interval: float = Field(default=5.0, gt=0)
+    timeout: float = Field(default=2.0, gt=0)
+    path: str = "/health"
+    healthy_threshold: int = Field(default=2, ge=1)
+    unhealthy_threshold: int = Field(default=2, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _a_path(cls, v: str) -> str:
+        return check_health_path(v)
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> HealthChecks:
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not exceed interval")
+        return self
 
 
 class GatewaySection(Section):
@@ -179,6 +235,8 @@ class GatewaySection(Section):
     access_log: bool = False
     shutdown_grace: float = Field(default=30.0, ge=0)
     state: StateSettings = Field(default_factory=lambda: StateSettings.model_validate({}))
+    edge: EdgeLimits = Field(default_factory=lambda: EdgeLimits.model_validate({}))
+    health_checks: HealthChecks = Field(default_factory=lambda: HealthChecks.model_validate({}))
 
     @model_validator(mode="after")
     def _fallbacks_known(self) -> GatewaySection:

@@ -44,6 +44,10 @@ FAST = {
 Start = Callable[..., Awaitable[TestClient]]
 
 
+#: Loopback backends must be named by a pattern (``http://*`` never reaches them).
+LOOPBACK = {"url_patterns": ["http://127.0.0.1:*"]}
+
+
 def gateway_config(consul: ConsulSettings, **extra: Any) -> dict[str, Any]:
     return {"consul": consul.model_dump(), "auth": {"admin_key": "adm"}, **FAST, **extra}
 
@@ -152,7 +156,7 @@ async def test_a_kv_write_changes_aliases_and_fallbacks(
 async def test_admin_registers_and_deregisters_external_backends(
     cluster: ConsulCluster, gw_settings, gateway: Start, ups: dict[str, FakeUpstream]
 ):
-    client = await gateway(gateway_config(gw_settings))
+    client = await gateway(gateway_config(gw_settings, external_backends=LOOPBACK))
     app = client.app
     assert app is not None
     registry = app[keys.REGISTRY]
@@ -204,7 +208,11 @@ async def test_admin_reports_a_consul_permission_error(
     cluster.acl.add_token(
         "reader", {"service": {"": "read"}, "node": {"": "read"}, "key": {"": "read"}}
     )
-    client = await gateway(gateway_config(gw_settings.model_copy(update={"token": "reader"})))
+    client = await gateway(
+        gateway_config(
+            gw_settings.model_copy(update={"token": "reader"}), external_backends=LOOPBACK
+        )
+    )
     body = {"url": "http://127.0.0.1:9/v1", "model": "m1"}
     async with client.post("/admin/backends", json=body, headers=ADMIN) as r:
         assert r.status == 502

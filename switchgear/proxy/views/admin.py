@@ -11,9 +11,7 @@ is routed to once Consul discovery sees its first passing health check. Both nee
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -24,6 +22,7 @@ from switchgear.errors import APIError, InvalidRequest, NotFound, UpstreamError
 from switchgear.plugins.manager import describe_plugins
 from switchgear.proxy import keys
 from switchgear.settings.consul import ConsulSettings
+from switchgear.urls import URLRefused, check_backend_url, check_health_path
 
 
 def _json(data: Any) -> web.Response:
@@ -99,16 +98,16 @@ def _optional(data: dict[str, Any], name: str) -> str | None:
     return None if data.get(name) is None else _required(data, name)
 
 
-def _check_url(url: str, patterns: list[str]) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"'url' must be an http(s) URL, not {url!r}", param="url")
-    if "@" in parts.netloc:
-        raise InvalidRequest("'url' must not carry credentials", param="url")
-    if not any(fnmatchcase(url, p) for p in patterns):
-        raise InvalidRequest(
-            f"'url' {url!r} matches none of external_backends.url_patterns", param="url"
-        )
+def _check_url(url: str, patterns: list[str], meta: dict[str, Any]) -> None:
+    try:
+        check_backend_url(url, patterns)
+    except URLRefused as exc:
+        raise InvalidRequest(f"'url' {exc}", param="url") from None
+    if "health_path" in meta:
+        try:
+            check_health_path(meta["health_path"])
+        except URLRefused as exc:
+            raise InvalidRequest(str(exc), param="meta.health_path") from None
 
 
 def _consul_failed(exc: Exception, consul: ConsulSettings) -> APIError:
@@ -129,7 +128,7 @@ async def register(request: web.Request) -> web.Response:
     meta = data.get("meta") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise InvalidRequest("'meta' must be an object of strings", param="meta")
-    _check_url(url, request.app[keys.SETTINGS].external_backends.url_patterns)
+    _check_url(url, request.app[keys.SETTINGS].external_backends.url_patterns, meta)
     try:
         service_id = await register_external(
             consul,
