@@ -24,6 +24,9 @@ from switchgear.settings import Settings
 from switchgear.types import Observation, ParsedRequest
 
 if TYPE_CHECKING:  # views.dashboard imports this module
+    from switchgear.orchestrators.policy import DecisionLog
+    from switchgear.proxy.capacity import Capacity
+    from switchgear.proxy.coldstart import ColdStart
     from switchgear.proxy.views.dashboard import DashboardSources
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -59,3 +62,9 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 PARSED_REQUEST = web.RequestKey("parsed_request", ParsedRequest)
 #: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
 TOKENS_USED = web.RequestKey("tokens_used", int)
+#: Per-model scaling signals (desired replicas, capacity) for /metrics and KEDA.
+CAPACITY: web.AppKey[Capacity] = web.AppKey("capacity")
+#: Requests held for a model's first replica (scale from zero).
+COLD_START: web.AppKey[ColdStart] = web.AppKey("cold_start")
+#: Decision logs of the orchestrator scale plugins, merged into /admin/actions.
+SCALE_DECISIONS: web.AppKey[list[DecisionLog]] = web.AppKey("scale_decisions", list)

@@ -1,0 +1,74 @@
+"""Wiring of the scaling signals into the gateway app (``setup_scaling``): the capacity
+collector on ``/metrics``, the per-model in-flight middleware, the cold-start hold, the
+decision logs of the orchestrator plugins and, when enabled, the KEDA external scaler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from switchgear.proxy import keys
+from switchgear.proxy.capacity import Capacity
+from switchgear.proxy.coldstart import ColdStart
+
+log = logging.getLogger("switchgear.scaling")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def setup_scaling(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    capacity = Capacity(settings.scaling)
+    app[keys.CAPACITY] = capacity
+    app[keys.SCALE_DECISIONS] = []
+    app[keys.OBSERVERS].append(capacity.observe)
+    live: set[web.Request] = set()
+
+    @web.middleware
+    async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        live.add(request)
+        try:
+            return await handler(request)
+        finally:
+            live.discard(request)
+
+    def by_model() -> dict[str, int]:
+        # the model is known once the view parsed the body; earlier requests are not counted
+        return dict(Counter(p.model for r in live if (p := r.get(keys.PARSED_REQUEST))))
+
+    capacity.in_flight = by_model
+    app.middlewares.append(in_flight)
+    app[keys.METRICS].registry.register(capacity)  # type: ignore[arg-type]
+
+    async def scaling(app: web.Application) -> AsyncIterator[None]:
+        cold = ColdStart(
+            settings.scaling,
+            app[keys.REGISTRY],
+            app[keys.BACKEND_STATE],
+            app[keys.PLUGINS],
+            settings.detector.action_timeout_s,
+        )
+        app[keys.COLD_START] = cold
+        capacity.queued = cold.queued
+        upstream = app.get(keys.UPSTREAM)
+        if upstream is not None:
+            upstream.cold_start = cold
+        keda: Any = None
+        if settings.scaling.keda.enabled:
+            from switchgear.proxy.keda import KedaServer
+
+            keda = KedaServer(settings.scaling.keda, cold, capacity)
+            await keda.start()
+        try:
+            yield
+        finally:
+            if keda is not None:
+                await keda.stop()
+            await cold.close()
+
+    app.cleanup_ctx.append(scaling)
