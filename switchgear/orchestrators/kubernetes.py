@@ -90,12 +90,17 @@ class KubernetesOrchestrator:
             return await fn(*args, _request_timeout=self.cfg.timeout_s, **kwargs)
         except ApiException as exc:
             raise _api_error(exc, what) from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise OrchestratorError("unreachable", f"Kubernetes API: {exc}") from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:  # before OSError: aiohttp's timeouts are both
             raise OrchestratorError(
                 "timeout", f"Kubernetes {what}: no answer within {self.cfg.timeout_s:g}s"
             ) from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise OrchestratorError(
+                "unreachable", f"Kubernetes API at {self._api_host()}: {exc or type(exc).__name__}"
+            ) from None
+
+    def _api_host(self) -> str:
+        return str(self._api.configuration.host) if self._api is not None else "?"
 
     def _scale_fns(self, api: client.ApiClient, kind: str) -> tuple[Any, Any]:
         apps = client.AppsV1Api(api)

@@ -6,7 +6,6 @@ The ACL token goes in ``X-Nomad-Token``; ``namespace`` and ``region`` are query 
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -57,12 +56,12 @@ class NomadOrchestrator:
                 if resp.status == 200:
                     return await resp.json(content_type=None)
                 text = (await resp.text()).strip()[:200]
-        except aiohttp.ClientConnectionError as exc:
-            raise OrchestratorError("unreachable", f"Nomad API at {self.cfg.address}: {exc}") from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:  # before ClientConnectionError: aiohttp's timeouts are both
             raise OrchestratorError(
                 "timeout", f"{what}: no answer within {self.cfg.timeout_s:g}s"
             ) from None
+        except aiohttp.ClientConnectionError as exc:
+            raise OrchestratorError("unreachable", f"Nomad API at {self.cfg.address}: {exc}") from None
         kind = {401: "denied", 403: "denied", 404: "not_found", 409: "conflict"}.get(
             resp.status, "api"
         )

@@ -115,8 +115,8 @@ class ScalePlugin:
         return ScaleResult(model, request.current, error=err)
 
     def _serving(self, request: ScaleRequest) -> int:
-        count = self.serving(request.model) if self.serving is not None else None
-        return request.current if count is None else count
+        # unbound (no gateway app): nothing is known to serve traffic
+        return 0 if self.serving is None else int(self.serving(request.model))
 
     async def _scale(self, request: ScaleRequest) -> ScaleResult:
         model = request.model
