@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # views.dashboard imports this module
     from switchgear.orchestrators.policy import DecisionLog
     from switchgear.proxy.capacity import Capacity
     from switchgear.proxy.coldstart import ColdStart
+    from switchgear.proxy.keda import KedaServer
     from switchgear.proxy.views.dashboard import DashboardSources
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -68,3 +69,5 @@ CAPACITY: web.AppKey[Capacity] = web.AppKey("capacity")
 COLD_START: web.AppKey[ColdStart] = web.AppKey("cold_start")
 #: Decision logs of the orchestrator scale plugins, merged into /admin/actions.
 SCALE_DECISIONS: web.AppKey[list[DecisionLog]] = web.AppKey("scale_decisions", list)
+#: The KEDA external scaler's gRPC server; absent unless ``scaling.keda.enabled``.
+KEDA_SERVER: web.AppKey[KedaServer] = web.AppKey("keda_server")

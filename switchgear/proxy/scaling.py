@@ -27,19 +27,19 @@ def setup_scaling(app: web.Application) -> None:
     app[keys.CAPACITY] = capacity
     app[keys.SCALE_DECISIONS] = []
     app[keys.OBSERVERS].append(capacity.observe)
-    live: set[web.Request] = set()
+    live: dict[int, web.Request] = {}  # id -> request (requests are not hashable)
 
     @web.middleware
     async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
-        live.add(request)
+        live[id(request)] = request
         try:
             return await handler(request)
         finally:
-            live.discard(request)
+            live.pop(id(request), None)
 
     def by_model() -> dict[str, int]:
         # the model is known once the view parsed the body; earlier requests are not counted
-        return dict(Counter(p.model for r in live if (p := r.get(keys.PARSED_REQUEST))))
+        return dict(Counter(p.model for r in list(live.values()) if (p := r.get(keys.PARSED_REQUEST))))
 
     capacity.in_flight = by_model
     app.middlewares.append(in_flight)
@@ -64,6 +64,7 @@ def setup_scaling(app: web.Application) -> None:
 
             keda = KedaServer(settings.scaling.keda, cold, capacity)
             await keda.start()
+            app[keys.KEDA_SERVER] = keda
         try:
             yield
         finally:
