@@ -37,7 +37,11 @@ class NomadOrchestrator:
                 raise OrchestratorError(
                     "config", f"Nomad token_file {cfg.token_file}: {exc.strerror}"
                 ) from None
-        return os.environ.get(cfg.token_env) if cfg.token_env else None
+        token = os.environ.get(cfg.token_env) if cfg.token_env else None
+        if not token and cfg.acl:
+            where = f"${cfg.token_env}" if cfg.token_env else "token_env or token_file"
+            raise OrchestratorError("config", f"Nomad ACL token missing: set {where}")
+        return token or None
 
     def _params(self) -> dict[str, str]:
         p = {"namespace": self.cfg.namespace, "region": self.cfg.region}

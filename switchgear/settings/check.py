@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchgear.settings import load_settings
+from switchgear.settings import Settings, load_settings
 
 
 def check_file(path: str) -> int:
@@ -17,4 +17,18 @@ def check_file(path: str) -> int:
         )
     if settings.worker is not None:
         print(f"  worker model: {settings.worker.model.model_name_or_path}")
-    return 0
+    return _check_scaling(settings)
+
+
+def _check_scaling(settings: Settings) -> int:
+    """Orchestrator scaling: credentials, reachability and targets (contacts the APIs)."""
+    if settings.scaling.kubernetes is None and settings.scaling.nomad is None:
+        return 0
+    import asyncio
+
+    from switchgear.orchestrators.check import problems
+
+    found = asyncio.run(problems(settings))
+    for problem in found:
+        print(f"  error: {problem}")
+    return 1 if found else 0

@@ -57,6 +57,8 @@ class NomadScaling(Section):
     #: The ACL token (``X-Nomad-Token``) comes from this variable or file; neither = no ACL.
     token_env: str | None = "NOMAD_TOKEN"
     token_file: str | None = None
+    #: The cluster enforces ACLs: a missing token is an error at start, not a 403 later.
+    acl: bool = False
     targets: dict[str, NomadTarget] = Field(default_factory=dict)
     timeout_s: float = Field(10.0, gt=0)
 
