@@ -43,6 +43,11 @@ def _api_error(exc: ApiException, what: str) -> OrchestratorError:
     return OrchestratorError(kind, f"Kubernetes {what}: {exc.status} {message}".strip())
 
 
+def _read_token(path: str) -> str:
+    # a few bytes from a mounted secret, read once per client: not worth an executor
+    return Path(path).read_text().strip()
+
+
 class KubernetesOrchestrator:
     name = "kubernetes"
 
@@ -64,7 +69,7 @@ class KubernetesOrchestrator:
         cfg, conf = self.cfg, client.Configuration()
         try:
             if cfg.auth == "in-cluster":
-                config.load_incluster_config(client_configuration=conf)
+                config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
             elif cfg.auth == "kubeconfig":
                 await config.load_kube_config(
                     config_file=cfg.kubeconfig, context=cfg.context, client_configuration=conf
@@ -72,10 +77,12 @@ class KubernetesOrchestrator:
             else:
                 assert cfg.host and cfg.token_file  # the settings validator ensures both
                 conf.host = cfg.host
-                conf.api_key = {"BearerToken": Path(cfg.token_file).read_text().strip()}
+                conf.api_key = {"BearerToken": _read_token(cfg.token_file)}
                 conf.api_key_prefix = {"BearerToken": "Bearer"}
         except (ConfigException, OSError) as exc:
-            raise OrchestratorError("config", f"Kubernetes credentials ({cfg.auth}): {exc}") from None
+            raise OrchestratorError(
+                "config", f"Kubernetes credentials ({cfg.auth}): {exc}"
+            ) from None
         if cfg.host and cfg.auth != "token":
             conf.host = cfg.host
         conf.verify_ssl = cfg.verify_ssl

@@ -65,7 +65,9 @@ class NomadOrchestrator:
                 "timeout", f"{what}: no answer within {self.cfg.timeout_s:g}s"
             ) from None
         except aiohttp.ClientConnectionError as exc:
-            raise OrchestratorError("unreachable", f"Nomad API at {self.cfg.address}: {exc}") from None
+            raise OrchestratorError(
+                "unreachable", f"Nomad API at {self.cfg.address}: {exc}"
+            ) from None
         kind = {401: "denied", 403: "denied", 404: "not_found", 409: "conflict"}.get(
             resp.status, "api"
         )

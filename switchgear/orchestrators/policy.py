@@ -47,9 +47,11 @@ class ScalePolicy:
         reasons = [f"asked {wanted}"]
         target = wanted
         if target < bounds.min_replicas:
-            target, _ = bounds.min_replicas, reasons.append(f"min_replicas {bounds.min_replicas}")
+            target = bounds.min_replicas
+            reasons.append(f"min_replicas {bounds.min_replicas}")
         if target > bounds.max_replicas:
-            target, _ = bounds.max_replicas, reasons.append(f"max_replicas {bounds.max_replicas}")
+            target = bounds.max_replicas
+            reasons.append(f"max_replicas {bounds.max_replicas}")
         window = self.history.setdefault(model, deque())
         window.append((now, target))
         while window and window[0][0] < now - self.s.stabilization_s:

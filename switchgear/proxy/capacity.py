@@ -71,9 +71,9 @@ class Capacity:
             per[backend][0] += 1
             per[backend][1] += good
         cap = self.capacity.get(model, self.s.default_capacity_rps)
-        for total, good in per.values():
+        for total, within in per.values():
             rate = total / self.s.window_s
-            if good >= GOOD_SHARE * total:
+            if within >= GOOD_SHARE * total:
                 cap = max(cap, rate)
             elif rate > 0:
                 cap = min(cap, rate)

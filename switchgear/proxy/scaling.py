@@ -39,11 +39,13 @@ def setup_scaling(app: web.Application) -> None:
 
     def by_model() -> dict[str, int]:
         # the model is known once the view parsed the body; earlier requests are not counted
-        return dict(Counter(p.model for r in list(live.values()) if (p := r.get(keys.PARSED_REQUEST))))
+        return dict(
+            Counter(p.model for r in list(live.values()) if (p := r.get(keys.PARSED_REQUEST)))
+        )
 
     capacity.in_flight = by_model
     app.middlewares.append(in_flight)
-    app[keys.METRICS].registry.register(capacity)  # type: ignore[arg-type]
+    app[keys.METRICS].registry.register(capacity)
 
     async def scaling(app: web.Application) -> AsyncIterator[None]:
         cold = ColdStart(
@@ -63,8 +65,13 @@ def setup_scaling(app: web.Application) -> None:
             from switchgear.proxy.keda import KedaServer
 
             keda = KedaServer(settings.scaling.keda, cold, capacity)
-            await keda.start()
-            app[keys.KEDA_SERVER] = keda
+            try:
+                await keda.start()
+            except Exception as exc:  # the OpenAI API keeps serving without the scaler
+                log.error("KEDA external scaler did not start: %s", exc)
+                keda = None
+            else:
+                app[keys.KEDA_SERVER] = keda
         try:
             yield
         finally:

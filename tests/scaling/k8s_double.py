@@ -64,8 +64,11 @@ class KubeDouble:
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
-            "metadata": {"name": name, "namespace": ns,
-                         "resourceVersion": str(self.versions[key])},  # fmt: skip
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "resourceVersion": str(self.versions[key]),
+            },  # fmt: skip
             "spec": {"replicas": self.workloads[key]},
             "status": {"replicas": self.workloads[key], "selector": f"app={name}"},
         }
@@ -82,14 +85,20 @@ class KubeDouble:
             return status(404, "NotFound", f'{group} "{m["name"]}" not found')
         if write:
             if request.content_type not in PATCH_TYPES:
-                return status(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+                return status(
+                    415, "UnsupportedMediaType", "the body of the request was in an unknown format"
+                )
             body = await request.json()
             self.patches.append(body)
             rv = (body.get("metadata") or {}).get("resourceVersion")
             if self.conflicts > 0 or (rv is not None and rv != str(self.versions[key])):
                 self.conflicts = max(0, self.conflicts - 1)
                 self.versions[key] += 1
-                return status(409, "Conflict", f'Operation cannot be fulfilled on {m["resource"]}.apps "{m["name"]}": the object has been modified; please apply your changes to the latest version and try again')
+                return status(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {m["resource"]}.apps "{m["name"]}": the object has been modified; please apply your changes to the latest version and try again',
+                )
             self.workloads[key] = int(body["spec"]["replicas"])
             self.versions[key] += 1
         return web.json_response(self._scale(key))

@@ -52,7 +52,10 @@ async def _check(path: str) -> int:
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("unknown-target", "scaling.kubernetes: not_found: Kubernetes read Deployment ml/nope scale: 404"),
+        (
+            "unknown-target",
+            "scaling.kubernetes: not_found: Kubernetes read Deployment ml/nope scale: 404",
+        ),
         ("missing-credential", "scaling.kubernetes: token_file"),
         ("unreachable", "scaling.kubernetes: unreachable: Kubernetes API at http://127.0.0.1:"),
         ("not-enabled", f"scaling.kubernetes: set, but plugins.modules does not enable {K8S}"),
@@ -85,7 +88,10 @@ async def test_config_check_nomad_missing_token(
     cfg = {"nomad": {"address": nomad[1], "acl": True,
                      "targets": {"model-a": {"job": "switchgear-worker", "group": "model-a"}}}}  # fmt: skip
     assert await _check(write(tmp_path, cfg, [NOMAD])) == 1
-    assert "scaling.nomad: config: Nomad ACL token missing: set $NOMAD_TOKEN" in capsys.readouterr().out
+    assert (
+        "scaling.nomad: config: Nomad ACL token missing: set $NOMAD_TOKEN"
+        in capsys.readouterr().out
+    )
 
 
 async def test_gateway_starts_and_serves_with_a_broken_scaler(

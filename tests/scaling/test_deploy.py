@@ -82,13 +82,17 @@ def test_keda_scaled_object_points_at_the_gateway(env: None):
     assert host.split(".")[0] == "switchgear-gateway"
     service = docs[("Service", "switchgear-gateway")]
     assert int(port) in {p["port"] for p in service["spec"]["ports"]}
-    gateway = parse_settings(yaml.safe_load(docs[("ConfigMap", "switchgear-gateway")]["data"]["gateway.yaml"]))
+    gateway = parse_settings(
+        yaml.safe_load(docs[("ConfigMap", "switchgear-gateway")]["data"]["gateway.yaml"])
+    )
     assert gateway.scaling.keda.enabled and gateway.scaling.keda.port == int(port)
     assert trigger["metadata"]["model"] in gateway.models
     assert gateway.scaling.kubernetes is not None
     target = gateway.scaling.kubernetes.targets[trigger["metadata"]["model"]]
     assert target.name == so["spec"]["scaleTargetRef"]["name"]
-    worker = parse_settings(yaml.safe_load(docs[("ConfigMap", "switchgear-worker-tiny")]["data"]["worker.yaml"]))
+    worker = parse_settings(
+        yaml.safe_load(docs[("ConfigMap", "switchgear-worker-tiny")]["data"]["worker.yaml"])
+    )
     assert worker.consul is not None and worker.consul.service_id == "p"  # the pod's name
 
 
@@ -137,7 +141,10 @@ def test_nomad_gateway_scales_the_worker_group(env: None):
     worker = json.loads((DEPLOY / "nomad" / "worker.json").read_text())["Job"]
     gateway = json.loads((DEPLOY / "nomad" / "gateway.json").read_text())["Job"]
     cfg = parse_settings(yaml.safe_load(_render(_templates(gateway)["local/gateway.yaml"])))
-    assert cfg.scaling.nomad is not None and "switchgear.default_plugins.nomad_scaler" in cfg.plugins.modules
+    assert (
+        cfg.scaling.nomad is not None
+        and "switchgear.default_plugins.nomad_scaler" in cfg.plugins.modules
+    )
     target = cfg.scaling.nomad.targets["tiny"]
     assert target.job == worker["ID"] and target.group in {g["Name"] for g in worker["TaskGroups"]}
     wcfg = parse_settings(yaml.safe_load(_render(_templates(worker)["local/worker.yaml"])))

@@ -70,7 +70,9 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
         yield up
 
 
-async def test_scale_from_zero_pushes_active_and_holds(upstream: FakeUpstream, http: aiohttp.ClientSession):
+async def test_scale_from_zero_pushes_active_and_holds(
+    upstream: FakeUpstream, http: aiohttp.ClientSession
+):
     starter = Starter(upstream.url)
     server = await gateway(starter, wait_s=10)
     port = server.app[keys.KEDA_SERVER].port

@@ -56,7 +56,9 @@ async def test_conflict_is_retried(kube: tuple[KubeDouble, str], tmp_path: Path)
     assert len(double.patches) == 3
 
 
-async def test_conflicts_past_the_retries_are_reported(kube: tuple[KubeDouble, str], tmp_path: Path):
+async def test_conflicts_past_the_retries_are_reported(
+    kube: tuple[KubeDouble, str], tmp_path: Path
+):
     double, url = kube
     double.conflicts = 100
     token_file = tmp_path / "t"

@@ -30,7 +30,9 @@ def test_stabilisation_window_delays_scale_in():
 
 def test_cooldown_and_bounds():
     clock = Clock()
-    s = ScalingSection(cooldown_s=30, stabilization_s=0, models={"m": {"min_replicas": 1, "max_replicas": 3}})
+    s = ScalingSection(
+        cooldown_s=30, stabilization_s=0, models={"m": {"min_replicas": 1, "max_replicas": 3}}
+    )
     policy = ScalePolicy(s, clock)
     up = policy.decide("m", 9, 1, 1)
     assert up.replicas == 3 and "max_replicas 3" in up.reason and up.kind == "scale_up"

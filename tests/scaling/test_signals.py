@@ -18,7 +18,7 @@ from switchgear.proxy.capacity import Capacity, forecast_rps
 from switchgear.settings import parse_settings
 from switchgear.settings.scaling import ScalingSection
 from switchgear.types import Observation, ScaleRequest
-from tests.fakes.upstream import Fault, FakeUpstream
+from tests.fakes.upstream import FakeUpstream, Fault
 from tests.helpers import poll_until
 from tests.scaling.k8s_double import KubeDouble
 

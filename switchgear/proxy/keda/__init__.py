@@ -107,7 +107,7 @@ class KedaServer:
 
     async def start(self) -> None:
         server = grpc.aio.server()
-        pb_grpc.add_ExternalScalerServicer_to_server(self.scaler, server)
+        pb_grpc.add_ExternalScalerServicer_to_server(self.scaler, server)  # type: ignore[no-untyped-call]
         self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port} (KEDA)")
