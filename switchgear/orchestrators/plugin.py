@@ -61,6 +61,7 @@ class ScalePlugin:
         self.decisions = DecisionLog()
         self.serving: Any = None  # model -> replicas answering traffic, bound at startup
         self.healthy: str | None = None  # None until check() ran; then "" or the problem
+        self._checking: asyncio.Task[None] | None = None
 
     async def check(self) -> str:
         """The start-up check: "" when the API answers for every target, else the problem."""
@@ -81,6 +82,10 @@ class ScalePlugin:
 
         self.leader = leader_check(app) if self.leader is always_leader else self.leader
         bind(app, self)
+        # in the background: a slow API must not hold the gateway's start
+        self._checking = asyncio.create_task(self._start_check(), name="scaler-check")
+
+    async def _start_check(self) -> None:
         problem = await self.check()
         if problem:
             # The gateway keeps serving; each scale call reports the problem until it clears.
@@ -88,6 +93,9 @@ class ScalePlugin:
 
     @hookimpl
     async def shutdown(self, app: Any) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
+            await asyncio.gather(self._checking, return_exceptions=True)
         await self.orchestrator.close()
 
     @hookimpl(tryfirst=True)

@@ -80,12 +80,9 @@ class DecisionLog:
     def __init__(self, keep: int = 200) -> None:
         self.actions: deque[Action] = deque(maxlen=keep)
         self.counts: dict[tuple[str, str], int] = {}
-        self.listeners: list[Callable[[Action], None]] = []
 
     def record(self, kind: str, target: str, reason: str, **detail: object) -> Action:
         action = Action(kind=kind, target=target, reason=reason, detail=detail)
         self.actions.append(action)
         self.counts[(target, kind)] = self.counts.get((target, kind), 0) + 1
-        for listener in self.listeners:
-            listener(action)
         return action

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
 
+from switchgear.orchestrators.policy import DecisionLog
 from switchgear.proxy import keys
 from switchgear.proxy.capacity import Capacity
 from switchgear.proxy.coldstart import ColdStart
@@ -19,6 +21,26 @@ from switchgear.proxy.coldstart import ColdStart
 log = logging.getLogger("switchgear.scaling")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class DecisionCounts:
+    """``switchgear_scale_decisions_total{model, kind}`` from the plugins' decision logs."""
+
+    def __init__(self, logs: list[DecisionLog]) -> None:
+        self.logs = logs
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "switchgear_scale_decisions",
+            "Decisions of the orchestrator scale plugins by model and kind",
+            labels=["model", "kind"],
+        )
+        totals: Counter[tuple[str, str]] = Counter()
+        for log_ in self.logs:
+            totals.update(log_.counts)
+        for (model, kind), n in sorted(totals.items()):
+            family.add_metric([model, kind], n)
+        yield family
 
 
 def setup_scaling(app: web.Application) -> None:
@@ -46,6 +68,7 @@ def setup_scaling(app: web.Application) -> None:
     capacity.in_flight = by_model
     app.middlewares.append(in_flight)
     app[keys.METRICS].registry.register(capacity)
+    app[keys.METRICS].registry.register(DecisionCounts(app[keys.SCALE_DECISIONS]))
 
     async def scaling(app: web.Application) -> AsyncIterator[None]:
         cold = ColdStart(

@@ -16,6 +16,7 @@ from switchgear.proxy.app import create_app
 from switchgear.settings import parse_settings
 from switchgear.settings.check import check_file
 from switchgear.types import ScaleRequest
+from tests.helpers import poll_until
 from tests.scaling.k8s_double import KubeDouble
 from tests.scaling.nomad_double import NomadDouble
 
@@ -103,13 +104,14 @@ async def test_gateway_starts_and_serves_with_a_broken_scaler(
         "scaling": k8s(f"http://127.0.0.1:{unused_port}", tmp_path / "t"),
     })  # fmt: skip
     pm = make_plugin_manager(settings=settings, load_entrypoints=False)
-    with caplog.at_level(logging.ERROR, "switchgear.orchestrators"):
-        server = TestServer(create_app(settings, plugin_manager=pm), host="127.0.0.1")
-        await server.start_server()
+    caplog.set_level(logging.ERROR, "switchgear.orchestrators")
+    server = TestServer(create_app(settings, plugin_manager=pm), host="127.0.0.1")
+    await server.start_server()
     try:
         async with http.get(server.make_url("/healthz")) as resp:
             assert resp.status == 200
         plugin = pm.get_plugin(K8S)
+        await poll_until(lambda: plugin.healthy is not None, within=10, what="start-up check")
         assert plugin.healthy.startswith("unreachable")
         assert any("kubernetes scaler: unreachable" in r.getMessage() for r in caplog.records)
         res = await plugin.scale(ScaleRequest("model-a", 2, 1, "detector"))

@@ -107,6 +107,7 @@ async def test_decisions_on_admin_actions(
     await server.start_server()
     try:
         plugin = pm.get_plugin("switchgear.default_plugins.k8s_scaler")
+        await poll_until(lambda: plugin.healthy is not None, within=10, what="start-up check")
         assert plugin.healthy == ""  # the start-up check reached the API
         res = await plugin.scale(ScaleRequest("model-a", 2, 1, "detector"))
         assert res.replicas == 2
@@ -115,5 +116,8 @@ async def test_decisions_on_admin_actions(
         assert actions[0]["kind"] == "scale_up" and actions[0]["target"] == "model-a"
         assert "asked 2" in actions[0]["reason"] and actions[0]["detail"]["reached"] == 2
         assert server.app[keys.SCALE_DECISIONS][0] is plugin.decisions
+        async with http.get(server.make_url("/metrics")) as resp:
+            text = await resp.text()
+        assert 'switchgear_scale_decisions_total{kind="scale_up",model="model-a"} 1.0' in text
     finally:
         await server.close()
