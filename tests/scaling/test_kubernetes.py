@@ -6,11 +6,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from switchgear.default_plugins import k8s_scaler
 from switchgear.orchestrators.plugin import ScalePlugin
-from switchgear.types import ScaleRequest
+from switchgear.plugins.manager import make_plugin_manager
+from switchgear.proxy.app import create_app
+from switchgear.settings import parse_settings
+from switchgear.types import ScaleRequest, ScaleResult
+from tests.helpers import poll_until
 from tests.scaling.conftest import kube_settings
 from tests.scaling.k8s_double import KubeDouble
 
@@ -158,3 +164,55 @@ async def test_never_below_serving_replicas(kube: tuple[KubeDouble, str], tmp_pa
     assert res is not None and res.replicas == 2
     assert double.workloads[("ml", "statefulsets", "worker-b")] == 2
     assert "2 replicas serve traffic" in p.decisions.actions[-1].reason
+
+
+async def test_enabled_through_plugins_modules(kube: tuple[KubeDouble, str], tmp_path: Path):
+    """As a user enables it: ``plugins.modules``; the hook call goes through the manager."""
+    from switchgear.plugins.manager import first_result
+
+    double, url = kube
+    (tmp_path / "t").write_text("k8s-token")
+    settings = kube_settings(url, tmp_path / "t")
+    settings.plugins.modules = ["switchgear.default_plugins.k8s_scaler"]
+    pm = make_plugin_manager(settings=settings, load_entrypoints=False)
+    assert pm.sources["switchgear.default_plugins.k8s_scaler"] == "module"
+    res = await first_result(pm, "scale", request=ScaleRequest("model-a", 2, 1, "detector"))
+    await pm.get_plugin("switchgear.default_plugins.k8s_scaler").orchestrator.close()
+    assert isinstance(res, ScaleResult) and res.replicas == 2
+    assert double.workloads[("ml", "deployments", "worker-a")] == 2
+
+
+async def test_cold_start_scales_the_deployment_from_zero(
+    kube: tuple[KubeDouble, str], tmp_path: Path, http: aiohttp.ClientSession
+):
+    """A request for a model at zero replicas patches the Deployment to one; with no replica
+    ready within the wait the client gets the 503 with Retry-After, and the decision is listed."""
+    double, url = kube
+    double.add("ml", "deployments", "worker-z", 0)
+    (tmp_path / "t").write_text("k8s-token")
+    settings = parse_settings({
+        "auth": {"admin_key": "adm"},
+        "models": {"model-z": {}},
+        "plugins": {"modules": ["switchgear.default_plugins.k8s_scaler"]},
+        "scaling": {"kubernetes": {"auth": "token", "host": url, "namespace": "ml",
+                                   "token_file": str(tmp_path / "t"),
+                                   "targets": {"model-z": {"name": "worker-z"}}},
+                    "cold_start_wait_s": 0.5, "cooldown_s": 0},
+    })  # fmt: skip
+    pm = make_plugin_manager(settings=settings, load_entrypoints=False)
+    server = TestServer(create_app(settings, plugin_manager=pm), host="127.0.0.1")
+    await server.start_server()
+    try:
+        body = {"model": "model-z", "messages": [{"role": "user", "content": "hi"}]}
+        async with http.post(server.make_url("/v1/chat/completions"), json=body) as resp:
+            assert resp.status == 503 and "Retry-After" in resp.headers
+        await poll_until(
+            lambda: double.workloads[("ml", "deployments", "worker-z")] == 1,
+            within=5, what="worker-z patched to 1",
+        )  # fmt: skip
+        hdr = {"Authorization": "Bearer adm"}
+        async with http.get(server.make_url("/admin/actions"), headers=hdr) as resp:
+            actions = (await resp.json())["actions"]
+        assert actions[0]["kind"] == "scale_up" and actions[0]["reason"].startswith("cold start")
+    finally:
+        await server.close()
