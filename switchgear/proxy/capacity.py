@@ -56,7 +56,11 @@ class Capacity:
 
     def observe(self, obs: Observation) -> None:
         good = obs.error is None and obs.status < 500 and obs.latency_s <= self.s.target_latency_s
-        self.seen[obs.model].append((obs.ts, obs.backend_id, good))
+        seen = self.seen[obs.model]
+        seen.append((obs.ts, obs.backend_id, good))
+        # trimmed here too, so memory stays bounded by the window when nobody scrapes
+        while seen[0][0] < obs.ts - self.s.window_s:
+            seen.popleft()
 
     def _trim(self, model: str, now: float) -> deque[tuple[float, str, bool]]:
         seen = self.seen[model]

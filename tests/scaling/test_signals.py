@@ -121,3 +121,10 @@ async def test_decisions_on_admin_actions(
         assert 'switchgear_scale_decisions_total{kind="scale_up",model="model-a"} 1.0' in text
     finally:
         await server.close()
+
+
+def test_observations_stay_within_the_window():
+    cap = Capacity(ScalingSection(window_s=10))
+    for i in range(1000):
+        cap.observe(Observation("b1", "m", "dc", 200, 0.1, ts=1000 + i))
+    assert len(cap.seen["m"]) == 11  # the last 10 s, both ends included
