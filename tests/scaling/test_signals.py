@@ -119,6 +119,10 @@ async def test_decisions_on_admin_actions(
         async with http.get(server.make_url("/metrics")) as resp:
             text = await resp.text()
         assert 'switchgear_scale_decisions_total{kind="scale_up",model="model-a"} 1.0' in text
+        async with http.get(server.make_url("/admin/dashboard.json"), headers=ADMIN) as resp:
+            feed = await resp.json()
+        assert [a["kind"] for a in feed["actions"]] == ["scale_up"]
+        assert feed["actions"][0]["detail"]["orchestrator"] == "kubernetes"
     finally:
         await server.close()
 
