@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp.test_utils import TestServer
 
 from switchgear.default_plugins import k8s_scaler
@@ -216,3 +217,25 @@ async def test_cold_start_scales_the_deployment_from_zero(
         assert actions[0]["kind"] == "scale_up" and actions[0]["reason"].startswith("cold start")
     finally:
         await server.close()
+
+
+async def test_kubeconfig_auth(kube: tuple[KubeDouble, str], tmp_path: Path):
+    double, url = kube
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "other",
+        "clusters": [{"name": "double", "cluster": {"server": url}}],
+        "users": [{"name": "gateway", "user": {"token": "k8s-token"}}],
+        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "gateway"}},
+                     {"name": "other", "context": {"cluster": "double", "user": "nobody"}}],
+    }))  # fmt: skip
+    settings = parse_settings({"scaling": {"cooldown_s": 0, "kubernetes": {
+        "auth": "kubeconfig", "kubeconfig": str(kubeconfig), "context": "double",
+        "namespace": "ml", "targets": {"model-a": {"name": "worker-a"}},
+    }}})  # fmt: skip
+    p = k8s_scaler.make_plugin(settings)
+    assert isinstance(p, ScalePlugin)
+    res = await p.scale(ScaleRequest("model-a", 3, 1, "detector"))
+    await p.orchestrator.close()
+    assert res is not None and res.error is None and res.replicas == 3
+    assert double.workloads[("ml", "deployments", "worker-a")] == 3

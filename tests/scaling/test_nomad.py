@@ -108,3 +108,14 @@ async def test_cooldown_holds_a_second_change(nomad: tuple[NomadDouble, str]):
     assert second is not None and second.replicas == 2
     assert "cooldown" in p.decisions.actions[-1].reason
     assert p.decisions.actions[-1].kind == "scale_hold"
+
+
+async def test_namespace_is_a_query_parameter(nomad: tuple[NomadDouble, str]):
+    double, url = nomad
+    double.jobs[("ml", "switchgear-worker")] = {"model-a": 5}
+    p = plugin(url, namespace="ml")
+    res = await p.scale(ScaleRequest("model-a", 6, 5, "detector"))
+    await p.orchestrator.close()
+    assert res is not None and res.error is None and res.replicas == 6
+    assert double.jobs[("ml", "switchgear-worker")]["model-a"] == 6
+    assert double.jobs[("default", "switchgear-worker")]["model-a"] == 1
