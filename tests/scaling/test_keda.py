@@ -4,6 +4,7 @@ pushing active, and the 503 with Retry-After past the wait."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -86,7 +87,7 @@ async def test_scale_from_zero_pushes_active_and_holds(
                 body = await resp.json()
                 status = resp.status
             # the push came while the request was held; the stream interval is 30 s
-            assert (await stream.read()).result is True
+            assert (await asyncio.wait_for(stream.read(), 5)).result is True
             stream.cancel()
             assert (await stub.IsActive(ref())).result is True
         assert status == 200, body
