@@ -206,6 +206,8 @@ class ScaleResult:
     replicas: int
     started: tuple[str, ...] = ()
     stopped: tuple[str, ...] = ()
+    #: Why the scaler could not act (API down, denied, unknown target); None on success.
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.middlewares import MIDDLEWARES
 from switchgear.proxy.policy import Policies
 from switchgear.proxy.ratelimit import RateLimiter
+from switchgear.proxy.scaling import setup_scaling
 from switchgear.proxy.shadow import setup_shadow
 from switchgear.proxy.upstream import Upstream
 from switchgear.proxy.views import (
@@ -70,6 +71,7 @@ def create_app(
     setup_upstream(app)
     setup_shadow(app)
     setup_detection(app)
+    setup_scaling(app)
     setup_lifecycle(app)
     return app
 

@@ -25,6 +25,10 @@ from switchgear.state import FleetState
 from switchgear.types import Observation, ParsedRequest
 
 if TYPE_CHECKING:  # views.dashboard imports this module
+    from switchgear.orchestrators.policy import DecisionLog
+    from switchgear.proxy.capacity import Capacity
+    from switchgear.proxy.coldstart import ColdStart
+    from switchgear.proxy.keda import KedaServer
     from switchgear.proxy.views.dashboard import DashboardSources
 if TYPE_CHECKING:  # drain and health_checks import this module
     from switchgear.proxy.drain import Drain
@@ -70,3 +74,11 @@ FLEET = web.AppKey("fleet", FleetState)
 DRAIN: web.AppKey[Drain] = web.AppKey("drain")
 #: Active health checks of static backends (proxy/health_checks.py); absent when disabled.
 HEALTH_CHECKS: web.AppKey[HealthChecker] = web.AppKey("health_checks")
+#: Per-model scaling signals (desired replicas, capacity) for /metrics and KEDA.
+CAPACITY: web.AppKey[Capacity] = web.AppKey("capacity")
+#: Requests held for a model's first replica (scale from zero).
+COLD_START: web.AppKey[ColdStart] = web.AppKey("cold_start")
+#: Decision logs of the orchestrator scale plugins, merged into /admin/actions.
+SCALE_DECISIONS: web.AppKey[list[DecisionLog]] = web.AppKey("scale_decisions", list)
+#: The KEDA external scaler's gRPC server; absent unless ``scaling.keda.enabled``.
+KEDA_SERVER: web.AppKey[KedaServer] = web.AppKey("keda_server")

@@ -71,6 +71,8 @@ class Upstream:
     policies: Policies
     observe: Callable[[Observation], None]
     on_retry: Callable[[str], None]
+    #: The scale-from-zero hold (``switchgear.proxy.coldstart``), bound by ``setup_scaling``.
+    cold_start: Any = None
 
     async def run(
         self,
@@ -112,6 +114,8 @@ class Upstream:
         candidates = [
             b for b in self.registry.backends(model) if state.healthy(b.id) and b.id not in exclude
         ]
+        if not candidates and self.cold_start is not None:
+            candidates = await self.cold_start.hold(model, exclude)
         if not candidates:
             raise _ModelFailed(NoHealthyBackend(f"no healthy backend for model {model}"))
         if len(candidates) > 1:

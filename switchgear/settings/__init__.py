@@ -18,6 +18,7 @@ from switchgear.settings.detector import DetectorSettings
 from switchgear.settings.gateway import GatewaySection
 from switchgear.settings.plugins import PluginSettings
 from switchgear.settings.router import RouterSettings
+from switchgear.settings.scaling import ScalingSection
 from switchgear.settings.worker import WorkerSection
 
 __all__ = ["Settings", "load_settings", "parse_settings", "ConfigError"]
@@ -31,6 +32,7 @@ class Settings(GatewaySection):
     router: RouterSettings = Field(default_factory=RouterSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     worker: WorkerSection | None = None
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
 
 
 def parse_settings(data: dict[str, Any]) -> Settings:

@@ -112,7 +112,7 @@ def check_file(path: str) -> int:
         )
     if settings.worker is not None:
         print(f"  worker model: {settings.worker.model.model_name_or_path}")
-    return 0
+    return _check_scaling(settings)
 
 
 def refuse_on_problems(settings: Settings) -> None:
@@ -126,3 +126,17 @@ def refuse_on_problems(settings: Settings) -> None:
         raise ConfigError(errors[0].path, errors[0].reason)
     if errors:
         raise ConfigError("", f"{len(errors)} problems:\n  " + "\n  ".join(map(str, errors)))
+
+
+def _check_scaling(settings: Settings) -> int:
+    """Orchestrator scaling: credentials, reachability and targets (contacts the APIs)."""
+    if settings.scaling.kubernetes is None and settings.scaling.nomad is None:
+        return 0
+    import asyncio
+
+    from switchgear.orchestrators.check import problems
+
+    found = asyncio.run(problems(settings))
+    for problem in found:
+        print(f"  error: {problem}")
+    return 1 if found else 0

@@ -38,7 +38,11 @@ async def anomalies(request: web.Request) -> web.Response:
 
 async def actions(request: web.Request) -> web.Response:
     service = request.app.get(keys.DETECTOR)
-    return _json(actions_payload(service.actions if service is not None else ()))
+    taken = list(service.actions) if service is not None else []
+    for log in request.app.get(keys.SCALE_DECISIONS, []):  # orchestrator scale decisions
+        taken.extend(log.actions)
+    taken.sort(key=lambda a: a.ts)
+    return _json(actions_payload(taken))
 
 
 async def series(request: web.Request) -> web.Response:

@@ -212,6 +212,8 @@ def build_feed(request: web.Request, since: float, plugins: list[dict[str, Any]]
         anomalies = _read(errors, "anomalies", sources.anomalies, anomalies)
         actions = _read(errors, "actions", sources.actions, actions)
         series = _read(errors, "series", lambda: sources.series(since), series)
+    for decisions in request.app.get(keys.SCALE_DECISIONS, []):  # orchestrator scale plugins
+        actions = [*actions, *(action_dict(a) for a in decisions.actions)]
     open_events = list(anomalies.get("open") or [])
     fallbacks = _fallbacks(actions)
     for model in request.app[keys.CATALOG].policies.in_fallback:
