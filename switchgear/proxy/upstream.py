@@ -38,7 +38,7 @@ from switchgear.errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
-from switchgear.plugins.manager import chain_sync, first_result_sync
+from switchgear.plugins.manager import adapter_for, chain_sync, first_result_sync
 from switchgear.proxy.answers import Answer, Attempt, StreamAnswer
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.policy import ModelPolicy, Policies, is_context_error
@@ -155,7 +155,8 @@ class Upstream:
     async def _attempt(
         self, ctx: RequestContext, backend: Backend, model: str, pol: ModelPolicy
     ) -> Answer | StreamAnswer:
-        adapter = first_result_sync(self.pm, "adapter_for_backend", backend=backend)
+        # Any as before: the code below closes adapter.stream() as an async generator.
+        adapter: Any = adapter_for(self.pm, backend)
         if adapter is None:
             raise _Retryable(
                 UpstreamError(f"no adapter for protocol {backend.protocol!r}"),
