@@ -113,6 +113,11 @@ def guard(impl: pluggy.HookImpl, hook: str, *, timeout: float, trace: bool) -> N
     impl.function = call  # type: ignore[misc]  # pluggy marks it Final; the call reads it
 
 
+#: Result types that are never awaitable: checked first, it spares the hot path
+#: ``inspect.isawaitable``'s ABC check.
+_PLAIN = frozenset({dict, list, tuple, str, int, float, bool})
+
+
 def _isolated(
     fn: Callable[..., Any], plugin: str, hook: str, *, timeout: float, trace: bool
 ) -> Callable[..., Any]:
@@ -130,7 +135,7 @@ def _isolated(
         finally:
             if trace:
                 _trace(hook, plugin, started)
-        if res is None or not inspect.isawaitable(res):
+        if res is None or type(res) in _PLAIN or not inspect.isawaitable(res):
             return res
         if may_await:
             return Pending(plugin, hook, res, timeout, trace)
