@@ -35,7 +35,7 @@ around it) imports nothing above :mod:`switchgear.types`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from switchgear.detector.base import DetectorFactory
     from switchgear.detector.control import GatewayControl
-    from switchgear.discovery.base import DiscoverySource
+    from switchgear.discovery.base import Registry
     from switchgear.plugins.host import Host
     from switchgear.proxy.breaker import BackendState
     from switchgear.settings import Settings
@@ -66,6 +66,19 @@ if TYPE_CHECKING:
     #: What ``register_adapters`` accepts for a protocol: an adapter, or a factory that
     #: picks one per backend (e.g. by its prompt format) and returns None when it cannot.
     AdapterEntry = Adapter | Callable[[Backend], Adapter | None]
+
+
+class DiscoverySource(Protocol):
+    """What ``register_discovery`` registers: keeps its slice of a registry current until cancelled.
+
+    It may also have ``async def preflight()`` (checked before its task starts) and
+    ``on_models(callback)`` (model metadata it discovers); the gateway looks for both.
+    """
+
+    name: str
+
+    async def run(self, registry: Registry) -> None: ...
+
 
 PROJECT = "switchgear"
 hookspec = pluggy.HookspecMarker(PROJECT)

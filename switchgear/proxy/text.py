@@ -1,6 +1,7 @@
-"""What the router needs to know about a prompt, without a tokenizer.
+"""What the router and the rate limiter need to know about a prompt, without a tokenizer.
 
-* :func:`prompt_text` — the text of an OpenAI request (chat messages or a completion prompt).
+* :func:`prompt_text` — the text of an OpenAI request (chat messages, a completion prompt
+  or an embeddings input).
 * :func:`detect_language` — ``"zh"`` when Han characters are at least 30% of the text's
   "words", counting one Han character or four Latin letters as one, otherwise ``"en"``.
   A Chinese question about English code (``解释这段 Python code: print('hello')``) is ``zh``;
@@ -9,7 +10,9 @@
   tokenizers produce 0.7–1.5 per Han character) plus one per 3.5 other characters
   (BPE tokenizers average about four characters of English per token); so the estimate
   errs on the high side, which is the safe side for "never a model whose context is too
-  short". Each chat message adds 4 tokens for its role markers.
+  short". Each chat message adds 4 tokens for its role markers, and a prompt given as
+  token ids counts one token per id. :func:`estimate_prompt_tokens` is the gateway's one
+  estimator: the router and the rate limiter both read it from the parsed request.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def prompt_text(body: dict[str, Any], *, last_user_only: bool = False) -> str:
             users = [m for m in msgs if m.get("role") == "user"]
             msgs = users[-1:]
         return "\n".join(content_text(m.get("content")) for m in msgs)
-    prompt = body.get("prompt")
+    prompt = body.get("prompt", body.get("input"))
     if isinstance(prompt, list):
         return "\n".join(str(p) for p in prompt if isinstance(p, str))
     return prompt if isinstance(prompt, str) else ""
@@ -66,11 +69,22 @@ def estimate_tokens(text: str) -> int:
     return cjk + math.ceil(other / 3.5)
 
 
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """Estimated prompt tokens of a request, role markers included."""
+def estimate_prompt_tokens(body: dict[str, Any], text: str | None = None) -> int:
+    """Estimated prompt tokens of a request, role markers included.
+
+    ``text`` is ``prompt_text(body)`` when the caller has it already.
+    """
     messages = body.get("messages")
     overhead = MESSAGE_OVERHEAD * len(messages) if isinstance(messages, list) else 0
-    return estimate_tokens(prompt_text(body)) + overhead
+    text = prompt_text(body) if text is None else text
+    return estimate_tokens(text) + overhead + _token_ids(body.get("prompt", body.get("input")))
+
+
+def _token_ids(prompt: Any) -> int:
+    """Token ids in a prompt given as ids (``[1, 2]`` or ``[[1, 2], [3]]``)."""
+    if not isinstance(prompt, list):
+        return 0
+    return sum(1 if isinstance(p, int) else len(p) if isinstance(p, list) else 0 for p in prompt)
 
 
 def required_capabilities(body: dict[str, Any]) -> tuple[str, ...]:
