@@ -144,6 +144,24 @@ async def test_lifecycle_routes_and_discovery_hooks(gateway):
     assert events == ["startup", "shutdown"]
 
 
+async def test_startup_gets_the_gateway_host(upstream, gateway):
+    """Built-ins get the settings and the registry from ``host``, not from the app keys."""
+    from switchgear.proxy.keys import REGISTRY, SETTINGS
+
+    hosts = []
+
+    class Plugin:
+        @hookimpl
+        def startup(self, host):
+            hosts.append(host)
+
+    gw = await gateway({"backends": backends(await upstream("m1"))}, plugins=(Plugin(),))
+    [host] = hosts
+    assert host.program == "gateway"
+    assert host.settings is gw.app[SETTINGS] and host.registry is gw.app[REGISTRY]
+    assert [b.model for b in host.registry.backends("m1")] == ["m1"]
+
+
 async def test_custom_adapter_is_used(upstream, gateway):
     from switchgear.default_plugins.openai_adapter import OpenAIAdapter
 
