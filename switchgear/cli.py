@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from switchgear.errors import ConfigError
 
@@ -44,8 +44,8 @@ def _meta(pairs: Sequence[str]) -> dict[str, str]:
 
 
 Args = argparse.Namespace
-#: ``parser.add_subparsers()``'s return value, to which each ``_add_*`` adds one command.
-Commands = Any
+#: What ``add_subparsers()`` returns; each ``_add_*`` function adds its command to it.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,9 @@ Order of decision (the first that yields a model wins):
 Nothing fits → ``context_length_exceeded`` (400). The decision's ``rule`` names what chose
 the model (``rule:<name>``, ``language:zh``, ``task:code``, ``capability:tools``, ``cheapest``,
 ``default``); the gateway puts it in ``x-switchgear-route`` and the metrics.
+
+Everything it reads about the prompt (text, needed capabilities, the token estimate the rate
+limiter shares) comes from the request parsed at the gateway's edge, ``ctx.request``.
 """
 
 from __future__ import annotations
@@ -106,9 +109,8 @@ class PromptRouter(Configured):
         pool = _prefer_language(pool, prompt.language, reasons)
         for task in prompt.tasks:
             pool = _prefer(pool, lambda m, t=task: t in m.capabilities, reasons, f"task:{task}")
-        if (
-            not prompt.tasks
-        ):  # keep specialists (a code model) for their task while a generalist fits
+        if not prompt.tasks:
+            # keep specialists (a code model) for their task while a generalist fits
             pool = _prefer(pool, lambda m: not set(m.capabilities) & set(self.tasks), [], "")
         reasons += [f"capability:{c}" for c in prompt.caps]
         if prompt.need > min((m.context_length or prompt.need) for m in models.values()):

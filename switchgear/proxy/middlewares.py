@@ -24,7 +24,7 @@ from switchgear.errors import (
     for_status,
 )
 from switchgear.proxy import keys
-from switchgear.proxy.ratelimit import estimate_tokens
+from switchgear.proxy.ratelimit import token_cost
 from switchgear.proxy.request import ENDPOINTS, read_request
 from switchgear.types import ParsedRequest
 
@@ -181,7 +181,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
             parsed = await read_request(request, endpoint)
         except APIError as exc:
             invalid = exc  # answered once the request is counted, as the handler would
-    estimate = estimate_tokens(parsed)
+    estimate = token_cost(parsed)
     refused = limiter.take(key, estimate)
     if refused is not None:
         which, wait = refused

@@ -95,8 +95,8 @@ class RateLimiter:
         return self.settings.for_key(key)
 
 
-def estimate_tokens(request: ParsedRequest | None) -> int:
-    """Tokens a request may use: its prompt estimate plus its completion cap (at least 1).
+def token_cost(request: ParsedRequest | None) -> int:
+    """Tokens a request takes up front: its prompt estimate plus its completion cap (at least 1).
 
     None (a body that is not a valid request) costs nothing: it is answered 400.
     """

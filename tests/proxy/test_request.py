@@ -3,6 +3,7 @@ request, and one context per upstream attempt."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -10,11 +11,11 @@ import pytest
 from switchgear import hookimpl
 from switchgear.errors import InvalidRequest
 from switchgear.proxy import request as parsed_request
-from switchgear.proxy.ratelimit import estimate_tokens
+from switchgear.proxy.ratelimit import token_cost
 from switchgear.proxy.request import RULES, describe, parse
 from switchgear.proxy.text import estimate_prompt_tokens
 from switchgear.proxy.views.openapi import document
-from switchgear.types import Endpoint, RequestContext
+from switchgear.types import Endpoint, ModelResolution, RequestContext
 from tests.fakes import Fault
 from tests.proxy.conftest import backends
 
@@ -97,10 +98,10 @@ def test_parsed_fields_cap_and_one_estimate() -> None:
     assert p.max_tokens == 900 and p.n is None and len(p.messages) == 2
     assert p.last_user_text == "长城有多长?" and p.capabilities == ("tools",)
     assert p.prompt_tokens == estimate_prompt_tokens(body)
-    assert estimate_tokens(p) == p.prompt_tokens + 900  # the limiter uses the same estimate
+    assert token_cost(p) == p.prompt_tokens + 900  # the limiter uses the same estimate
     emb = parse({"model": "e", "input": [[1, 2, 3], [4]], "stream": True}, "embeddings")
     assert emb.stream is False and emb.prompt_tokens == 4  # token ids count one each
-    assert estimate_tokens(None) == 0
+    assert token_cost(None) == 0
 
 
 def test_describe_never_raises_on_a_partial_body() -> None:
@@ -172,3 +173,30 @@ async def test_each_attempt_has_its_own_context_and_the_request_keeps_its_own(up
     assert resolution is not None and (resolution.requested, resolution.model) == ("m1", "m1")
     assert resolution.answered_model == "m2" and resolution.backend is not None
     assert resolution.backend.url == m2.url
+
+
+def test_derived_contexts_carry_every_field() -> None:
+    base = RequestContext(
+        "r1",
+        "completions",
+        {"model": "a"},
+        "a",
+        "a",
+        stream=True,
+        api_key_id="key-0",
+        route_rule="old",
+        attributes={"k": 1},
+        request=describe({"model": "a", "prompt": "hi"}, "completions"),
+    )
+    resolution = ModelResolution("a", "b", "rule:x")
+    changed = {"for_model": {"model"}, "routed": {"model", "route_rule", "resolution"}}
+    for made, names in (
+        (base.for_model("c"), changed["for_model"]),
+        (base.routed(resolution), changed["routed"]),
+    ):
+        for f in fields(RequestContext):
+            if f.name not in names:
+                assert getattr(made, f.name) is getattr(base, f.name), f.name
+    assert base.for_model("c").model == "c" and base.model == "a"
+    routed = base.routed(resolution)
+    assert (routed.model, routed.route_rule, routed.resolution) == ("b", "rule:x", resolution)
