@@ -1,9 +1,11 @@
 """Built-in adapters plugin: native protocols (TGI, Ollama) and prompt formats.
 
-* ``adapter_for_backend`` (trylast) — an adapter from :mod:`switchgear.default_plugins.protocols` for
-  ``backend.protocol``; None for ``openai`` (the OpenAI pass-through adapter answers that).
-  The prompt format comes from the backend's ``prompt_format`` meta, then ``models.<name>``
-  and ``router.catalogue`` in config, then the built-in catalogue.
+* ``register_adapters`` (trylast) — every protocol of :mod:`switchgear.default_plugins.protocols`
+  (``tgi``, ``ollama``, ``completions`` and each prompt format), with
+  :meth:`Adapters.adapter_for_backend` as their factory, since the TGI and ``completions``
+  adapters depend on the backend's prompt format: its ``prompt_format`` meta, then
+  ``models.<name>`` and ``router.catalogue`` in config, then the built-in catalogue. The
+  gateway resolves it once per backend. ``openai`` is the OpenAI pass-through adapter's.
 * ``rewrite_request`` / ``rewrite_response`` (trylast) — a backend that knows its model by
   another name (meta ``upstream_model``, e.g. Ollama's ``llama3:8b-instruct-q4_0``) is sent
   that name, and the client sees the gateway's name in responses and chunks.
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from switchgear import hookimpl
@@ -19,6 +22,8 @@ from switchgear.default_plugins.protocols import adapter_for
 from switchgear.default_plugins.protocols.prompt_formats import FORMATS
 from switchgear.proxy.families import model_info
 from switchgear.types import Adapter, Backend, RequestContext
+
+PROTOCOLS = ("tgi", "ollama", "completions", *FORMATS)
 
 
 class Adapters(Configured):
@@ -39,7 +44,14 @@ class Adapters(Configured):
         return fmt if fmt in FORMATS else None
 
     @hookimpl(trylast=True)
+    def register_adapters(
+        self, register: Callable[[str, Callable[[Backend], Adapter | None]], None]
+    ) -> None:
+        for protocol in PROTOCOLS:
+            register(protocol, self.adapter_for_backend)
+
     def adapter_for_backend(self, backend: Backend) -> Adapter | None:
+        """The adapter for one backend of a protocol registered above, or None."""
         if backend.protocol == "openai":
             return None
         key = (backend.protocol, self.prompt_format(backend))

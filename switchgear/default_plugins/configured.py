@@ -2,8 +2,8 @@
 
 :func:`~switchgear.plugins.manager.make_plugin_manager` called with ``settings`` builds them
 configured. A manager built without settings (``make_plugin_manager()`` alone) still works:
-their ``startup`` hook reads the gateway's settings from the app, through the
-:data:`switchgear.proxy.keys.SETTINGS` key, before the first request arrives.
+their ``startup`` hook reads the program's settings from the ``host`` argument
+(:class:`~switchgear.plugins.host.Host`) before the first request arrives.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchgear import hookimpl
-from switchgear.proxy import keys
+from switchgear.plugins.host import Host
 
 
 class Configured:
@@ -27,9 +27,6 @@ class Configured:
         self.configured = settings is not None
 
     @hookimpl
-    def startup(self, app: Any) -> None:
-        if self.configured:
-            return
-        settings = app.get(keys.SETTINGS)  # absent in a worker app
-        if settings is not None:
-            self.bind(settings)
+    def startup(self, host: Host) -> None:
+        if not self.configured and host.settings is not None:
+            self.bind(host.settings)

@@ -10,7 +10,7 @@ as complete.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -81,5 +81,5 @@ _ADAPTER = OpenAIAdapter()
 
 
 @hookimpl(trylast=True)
-def adapter_for_backend(backend: Backend) -> OpenAIAdapter | None:
-    return _ADAPTER if backend.protocol == "openai" else None
+def register_adapters(register: Callable[[str, OpenAIAdapter], None]) -> None:
+    register("openai", _ADAPTER)

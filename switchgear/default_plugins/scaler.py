@@ -11,10 +11,12 @@ scaling down stops the newest (SIGTERM, SIGKILL after ``stop_timeout_s``); the `
 hook stops them all. Replicas it did not start are never touched, so it cannot go below them.
 
 A ``ScaleRequest`` whose reason is ``restart:<backend id>`` replaces that worker when this
-scaler started it (else it answers with nothing started). Without configuration,
-``SWITCHGEAR_SCALER_CONFIG`` (a worker config file) enables a module-level scaler.
-Orchestrators (Nomad, Kubernetes) implement ``scale`` in their own plugin; this one is
-``trylast`` so theirs wins.
+scaler started it (else it answers with nothing started). ``scale`` is a plain ``def`` that
+returns the coroutine doing the work: ``scale`` is a firstresult hook, picked synchronously.
+The registry comes from the ``host`` argument of ``startup``
+(:class:`~switchgear.plugins.host.Host`), not from the gateway's app keys. Orchestrators
+(Nomad, Kubernetes) implement ``scale`` in their own plugin; this one is ``trylast`` so
+theirs wins.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from switchgear.plugins.hookspecs import hookimpl
+from switchgear.plugins.host import BackendRegistry, Host
 from switchgear.types import Backend, ScaleRequest, ScaleResult
 
 log = logging.getLogger("switchgear.scaler")
@@ -77,7 +80,7 @@ class LocalScaler:
         self.host = host
         self.ready_timeout_s, self.stop_timeout_s = ready_timeout_s, stop_timeout_s
         self.procs: dict[str, list[_Proc]] = {}
-        self.registry: Any = None
+        self.registry: BackendRegistry | None = None
         self._started = 0
 
     @classmethod
@@ -169,17 +172,20 @@ class LocalScaler:
     # --- hooks ---------------------------------------------------------------------------
 
     @hookimpl
-    def startup(self, app: Any) -> None:
-        from switchgear.proxy import keys
-
-        self.registry = app[keys.REGISTRY]
+    def startup(self, host: Host) -> None:
+        if host.registry is not None:
+            self.registry = host.registry
 
     @hookimpl
     async def shutdown(self, app: Any) -> None:
         await self.close()
 
     @hookimpl(trylast=True)
-    async def scale(self, request: ScaleRequest) -> ScaleResult:
+    def scale(self, request: ScaleRequest) -> Coroutine[Any, Any, ScaleResult]:
+        return self.apply(request)
+
+    async def apply(self, request: ScaleRequest) -> ScaleResult:
+        """Start or stop workers until ``request.replicas`` (or replace one, on a restart)."""
         if request.reason.startswith(RESTART):
             return await self._restart(request)
         started: list[str] = []
@@ -214,18 +220,3 @@ def make_plugin(settings: Any) -> object:
     if cfg is not None and cfg.worker_configs:
         return LocalScaler.from_settings(cfg)
     return sys.modules[__name__]
-
-
-_from_env: dict[str, LocalScaler] = {}
-
-
-@hookimpl(trylast=True)
-async def scale(request: ScaleRequest) -> ScaleResult | None:
-    """The env-configured scaler (``SWITCHGEAR_SCALER_CONFIG``), or None when not configured."""
-    config = os.environ.get("SWITCHGEAR_SCALER_CONFIG")
-    if not config:
-        return None
-    scaler = _from_env.get(config)
-    if scaler is None:
-        scaler = _from_env[config] = LocalScaler({"*": worker_command(config, "127.0.0.1")})
-    return await scaler.scale(request)

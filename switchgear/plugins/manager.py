@@ -1,4 +1,4 @@
-"""The plugin manager factory and the safe ways to call hooks.
+"""The plugin manager factory: where plugins come from, and how they are registered.
 
 Plugins load from, in order: the built-in modules in :data:`DEFAULT_PLUGINS`, the
 ``switchgear`` entry-point group, modules named in config (``plugins.modules``) and ``*.py``
@@ -12,34 +12,66 @@ registers the object it returns (``settings`` is the app's
 :class:`~switchgear.settings.Settings`, or None for defaults). This binds configuration to
 one manager, so two apps in one process never share plugin state.
 
-Hooks are called through :func:`call_hook` / :func:`first_result` / :func:`chain_sync` (and
-their ``_sync`` variants), never through ``pm.hook.<name>(...)`` directly, so that one
-failing plugin is reported and skipped instead of failing the request, and a hanging async
-plugin is bounded by a timeout. The one exception that passes through is
-:class:`~switchgear.errors.APIError`: a plugin raises it on purpose to answer the client
-(e.g. the router's ``context_length_exceeded`` when no model can hold the prompt).
+Hooks are called through pluggy (``pm.hook.<name>``), by way of the helpers of
+:mod:`switchgear.plugins.calls` (re-exported here): :meth:`PluginManager.register` guards
+every implementation as it arrives, so a failing plugin is reported and skipped instead of
+failing the request, and an async one is bounded by the plugin timeout.
+:class:`~switchgear.errors.APIError` passes through: a plugin raises it on purpose to
+answer the client (e.g. the router's ``context_length_exceeded``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import inspect
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from switchgear.errors import APIError
 from switchgear.plugins import hookspecs
+from switchgear.plugins.adapter_map import AdapterMap, adapter_for
+from switchgear.plugins.calls import (
+    DEFAULT_TIMEOUT_S,
+    Pending,
+    call_hook,
+    call_hook_sync,
+    chain_sync,
+    first_result,
+    first_result_sync,
+    guard,
+    settle,
+    tracing_requested,
+)
+
+if TYPE_CHECKING:
+    from switchgear.settings import Settings
+    from switchgear.settings.plugins import PluginSettings
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "DEFAULT_TIMEOUT_S",
+    "Pending",
+    "PluginManager",
+    "adapter_for",
+    "call_hook",
+    "call_hook_sync",
+    "chain_sync",
+    "describe_plugins",
+    "first_result",
+    "first_result_sync",
+    "make_plugin_manager",
+    "settle",
+]
 
 log = logging.getLogger("switchgear.plugins")
 
+OLD_BUILTINS, NEW_BUILTINS = "switchgear.plugins.builtin.", "switchgear.default_plugins."
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "switchgear.default_plugins.static_discovery",
     "switchgear.default_plugins.consul_discovery",
@@ -54,25 +86,68 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "switchgear.default_plugins.scaler",
 )
 
-DEFAULT_TIMEOUT_S = 5.0
-
 
 class PluginManager(pluggy.PluginManager):
-    """A pluggy manager that remembers where each plugin came from, its settings and timeout."""
+    """A pluggy manager that guards every implementation it registers.
 
-    def __init__(self, settings: Any = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    It also remembers where each plugin came from, its settings, the plugin timeout, and
+    the protocol → adapter map (rebuilt on first use after a plugin comes or goes).
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
         self.settings = settings
         self.timeout = timeout
-        self.sources: dict[
-            str, str
-        ] = {}  # plugin name -> builtin | entrypoint | module | directory
+        self.trace_calls = tracing_requested()
+        # plugin name -> builtin | entrypoint | module | directory
+        self.sources: dict[str, str] = {}
         self.failed: dict[str, str] = {}  # plugin name -> why it did not load
+        self._adapters: AdapterMap | None = None
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        if registered is None:
+            return None
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    _check_pick_one(caller, impl)
+                    guard(impl, caller.name, timeout=self.timeout, trace=self.trace_calls)
+        self._adapters = None
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self._adapters = None
+        return super().unregister(plugin, name)
+
+    def adapter_map(self) -> AdapterMap:
+        """The protocol → adapter map of the plugins registered now."""
+        if self._adapters is None:
+            self._adapters = AdapterMap(self)
+        return self._adapters
+
+
+def _check_pick_one(caller: pluggy.HookCaller, impl: pluggy.HookImpl) -> None:
+    """Warn about an ``async def`` implementation of a firstresult hook: it is always picked."""
+    spec = caller.spec
+    if spec is None or not spec.opts.get("firstresult") or impl.wrapper or impl.hookwrapper:
+        return
+    if inspect.iscoroutinefunction(impl.function):
+        log.warning(
+            "plugin %s implements %s with async def: a firstresult hook picks synchronously, "
+            "so its coroutine %s",
+            impl.plugin_name,
+            caller.name,
+            "takes every call" if caller.name in hookspecs.AWAITABLE else "is skipped",
+        )
 
 
 def make_plugin_manager(
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     load_entrypoints: bool = True,
     modules: Iterable[str] | None = None,
     directory: str | os.PathLike[str] | None = None,
@@ -84,46 +159,69 @@ def make_plugin_manager(
     With ``settings``, ``modules``, ``directory``, ``disabled`` and the timeout default to
     ``settings.plugins``; explicit arguments win.
     """
-    cfg = getattr(settings, "plugins", None)
+    cfg: PluginSettings | None = getattr(settings, "plugins", None)
     if cfg is not None:
         modules = cfg.modules if modules is None else modules
         directory = cfg.directory if directory is None else directory
         disabled = cfg.disabled if disabled is None else disabled
     pm = PluginManager(settings, cfg.timeout if cfg is not None else DEFAULT_TIMEOUT_S)
-    pm.add_hookspecs(hookspecs)
     for name in disabled or ():
-        pm.set_blocked(name)
+        pm.set_blocked(canonical_name(name))
     for mod_name in DEFAULT_PLUGINS if builtins is None else builtins:
         _register_module(pm, mod_name, "builtin")
     allow = _allowed()
     if load_entrypoints:
-        for ep in _entry_points():
-            if (allow is not None and ep.name not in allow) or pm.is_blocked(ep.name):
-                continue
-            try:
-                pm.register(ep.load(), name=ep.name)
-                pm.sources[ep.name] = "entrypoint"
-            except Exception as exc:
-                _load_failed(pm, ep.name, f"entry point {ep.value}", exc)
+        _load_entry_points(pm, allow)
     for mod_name in modules or ():
         if allow is None or mod_name in allow:
-            _register_module(pm, mod_name, "module")
+            _register_module(pm, canonical_name(mod_name), "module")
     if directory is not None:
-        ensure_importable_dir(directory)
-        for path in sorted(Path(directory).glob("*.py")):
-            name = path.stem
-            if (allow is not None and name not in allow) or pm.is_blocked(name):
-                continue
-            try:
-                spec = importlib.util.spec_from_file_location(f"switchgear_plugin_{name}", path)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                pm.register(module, name=name)
-                pm.sources[name] = "directory"
-            except Exception as exc:
-                _load_failed(pm, name, str(path), exc)
+        _load_directory(pm, Path(directory), allow)
     return pm
+
+
+def canonical_name(name: str) -> str:
+    """A plugin name as registered: the old ``switchgear.plugins.builtin.X`` is ``default_plugins.X``."""
+    if name.startswith(OLD_BUILTINS):
+        return NEW_BUILTINS + name.removeprefix(OLD_BUILTINS)
+    return name
+
+
+def _wanted(pm: PluginManager, name: str, allow: set[str] | None) -> bool:
+    return (allow is None or name in allow) and not pm.is_blocked(name)
+
+
+def _load_entry_points(pm: PluginManager, allow: set[str] | None) -> None:
+    for ep in _entry_points():
+        if not _wanted(pm, ep.name, allow):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+            pm.sources[ep.name] = "entrypoint"
+        except Exception as exc:
+            _load_failed(pm, ep.name, f"entry point {ep.value}", exc)
+
+
+def _load_directory(pm: PluginManager, directory: Path, allow: set[str] | None) -> None:
+    ensure_importable_dir(directory)
+    for path in sorted(directory.glob("*.py")):
+        name = path.stem
+        if not _wanted(pm, name, allow):
+            continue
+        try:
+            pm.register(_exec_file(name, path), name=name)
+            pm.sources[name] = "directory"
+        except Exception as exc:
+            _load_failed(pm, name, str(path), exc)
+
+
+def _exec_file(name: str, path: Path) -> object:
+    spec = importlib.util.spec_from_file_location(f"switchgear_plugin_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _allowed() -> set[str] | None:
@@ -165,149 +263,6 @@ def _register_module(pm: PluginManager, mod_name: str, source: str) -> None:
             return
     pm.register(plugin, name=mod_name)
     pm.sources[mod_name] = source
-
-
-def _impls(pm: pluggy.PluginManager, hook_name: str) -> list[Any]:
-    """Implementations in pluggy's call order (tryfirst first, trylast last, LIFO otherwise).
-
-    Wrappers are left out: these helpers call implementations one by one, so a wrapper
-    would otherwise be mistaken for an implementation returning a generator.
-    """
-    impls = getattr(pm.hook, hook_name).get_hookimpls()
-    return [i for i in reversed(impls) if not (i.hookwrapper or i.wrapper)]
-
-
-def _call_impl(impl: Any, kwargs: dict[str, Any]) -> Any:
-    return impl.function(*[kwargs[a] for a in impl.argnames])
-
-
-def plugin_name(pm: pluggy.PluginManager, impl: Any) -> str:
-    return pm.get_name(impl.plugin) or impl.plugin_name
-
-
-def _failed(pm: pluggy.PluginManager, impl: Any, hook_name: str) -> None:
-    log.exception("plugin %s failed in %s; skipped", plugin_name(pm, impl), hook_name)
-
-
-def _sync_only(pm: pluggy.PluginManager, impl: Any, hook_name: str, res: Any) -> bool:
-    """True when ``res`` is usable from a synchronous call; an awaitable is closed and reported."""
-    if not inspect.isawaitable(res):
-        return True
-    if inspect.iscoroutine(res):
-        res.close()
-    log.error(
-        "plugin %s returned an awaitable from %s, which is called synchronously; skipped",
-        plugin_name(pm, impl),
-        hook_name,
-    )
-    return False
-
-
-def _calls(
-    pm: pluggy.PluginManager, hook_name: str, kwargs: dict[str, Any]
-) -> Iterator[tuple[Any, Any]]:
-    """``(implementation, result)`` in call order, calling each lazily with ``kwargs``.
-
-    An implementation that raises is logged with its plugin's name and skipped; an
-    :class:`~switchgear.errors.APIError` propagates (a plugin may answer the client on purpose).
-    """
-    for impl in _impls(pm, hook_name):
-        try:
-            res = _call_impl(impl, kwargs)
-        except APIError:
-            raise
-        except Exception:
-            _failed(pm, impl, hook_name)
-            continue
-        yield impl, res
-
-
-def call_hook_sync(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
-    """Every implementation's non-None result; failures and awaitables are logged and skipped."""
-    return [
-        res
-        for impl, res in _calls(pm, hook_name, kwargs)
-        if res is not None and _sync_only(pm, impl, hook_name, res)
-    ]
-
-
-def first_result_sync(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
-    """The first non-None result of a firstresult hook; failing implementations are skipped."""
-    for impl, res in _calls(pm, hook_name, kwargs):
-        if res is not None and _sync_only(pm, impl, hook_name, res):
-            return res
-    return None
-
-
-def chain_sync(pm: pluggy.PluginManager, hook_name: str, value_arg: str, **kwargs: Any) -> Any:
-    """Thread a value through every implementation: each receives the previous result.
-
-    Used for ``rewrite_request`` / ``rewrite_response``: an implementation returning None
-    keeps the value; one that raises is skipped with the value unchanged.
-    """
-    value = kwargs[value_arg]
-    for impl, res in _calls(pm, hook_name, kwargs):  # each call sees kwargs as updated here
-        if res is not None and _sync_only(pm, impl, hook_name, res):
-            value = kwargs[value_arg] = res
-    return value
-
-
-def _timeout(pm: pluggy.PluginManager, timeout: float | None) -> float:
-    return timeout if timeout is not None else getattr(pm, "timeout", DEFAULT_TIMEOUT_S)
-
-
-async def _resolve(
-    pm: pluggy.PluginManager, impl: Any, hook_name: str, res: Any, limit: float
-) -> Any:
-    if not inspect.isawaitable(res):
-        return res
-    try:
-        return await asyncio.wait_for(res, limit)
-    except TimeoutError:
-        log.error(
-            "plugin %s timed out after %.1fs in %s; skipped",
-            plugin_name(pm, impl),
-            limit,
-            hook_name,
-        )
-    except (asyncio.CancelledError, APIError):
-        raise
-    except Exception:
-        _failed(pm, impl, hook_name)
-    return None
-
-
-async def call_hook(
-    pm: pluggy.PluginManager,
-    hook_name: str,
-    *,
-    timeout: float | None = None,  # noqa: ASYNC109 - bounds each implementation, not the call
-    **kwargs: Any,
-) -> list[Any]:
-    """Call every implementation, awaiting async ones (each bounded by ``timeout``)."""
-    limit = _timeout(pm, timeout)
-    results = []
-    for impl, res in _calls(pm, hook_name, kwargs):
-        res = await _resolve(pm, impl, hook_name, res, limit)
-        if res is not None:
-            results.append(res)
-    return results
-
-
-async def first_result(
-    pm: pluggy.PluginManager,
-    hook_name: str,
-    *,
-    timeout: float | None = None,  # noqa: ASYNC109 - bounds each implementation, not the call
-    **kwargs: Any,
-) -> Any:
-    """Async variant of :func:`first_result_sync` for hooks whose implementations may be async."""
-    limit = _timeout(pm, timeout)
-    for impl, res in _calls(pm, hook_name, kwargs):
-        res = await _resolve(pm, impl, hook_name, res, limit)
-        if res is not None:
-            return res
-    return None
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from switchgear.discovery.base import Registry
 from switchgear.discovery.consul_client import ConsulACLError
+from switchgear.plugins.host import Host
 from switchgear.plugins.manager import call_hook, call_hook_sync, make_plugin_manager
 from switchgear.proxy import keys
 from switchgear.proxy.breaker import BackendState
@@ -255,8 +256,10 @@ def setup_upstream(app: web.Application) -> None:
 
 def setup_lifecycle(app: web.Application) -> None:
     async def on_startup(app: web.Application) -> None:
+        settings = app[keys.SETTINGS]
+        host = Host("gateway", settings, app[keys.REGISTRY])
         await call_hook(
-            app[keys.PLUGINS], "startup", timeout=app[keys.SETTINGS].plugins.timeout, app=app
+            app[keys.PLUGINS], "startup", timeout=settings.plugins.timeout, app=app, host=host
         )
 
     async def on_shutdown(app: web.Application) -> None:

@@ -39,7 +39,7 @@ from switchgear.errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
-from switchgear.plugins.manager import chain_sync, first_result_sync
+from switchgear.plugins.manager import adapter_for, chain_sync, first_result_sync
 from switchgear.proxy.answers import Answer, Attempt, StreamAnswer
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.policy import ModelPolicy, Policies, is_context_error
@@ -158,7 +158,7 @@ class Upstream:
         self, ctx: RequestContext, backend: Backend, pol: ModelPolicy
     ) -> Answer | StreamAnswer:
         """One call to one backend; its outcome is recorded once, on its :class:`Attempt`."""
-        adapter = first_result_sync(self.pm, "adapter_for_backend", backend=backend)
+        adapter = adapter_for(self.pm, backend)
         if adapter is None:
             raise _Retryable(
                 UpstreamError(f"no adapter for protocol {backend.protocol!r}"),

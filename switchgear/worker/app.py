@@ -18,6 +18,7 @@ import pluggy
 from aiohttp import web
 
 from switchgear.errors import APIError, InternalError, InvalidRequest, for_status
+from switchgear.plugins.host import Host
 from switchgear.plugins.manager import call_hook, make_plugin_manager
 from switchgear.settings import Settings, load_settings
 from switchgear.worker import keys
@@ -141,7 +142,7 @@ async def slot_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.SLOT] = slot
     task = asyncio.create_task(slot.start(settings.worker.model), name="worker-load")
     app[keys.LOAD_TASK] = task
-    await call_hook(app[keys.PLUGINS], "startup", app=app)
+    await call_hook(app[keys.PLUGINS], "startup", app=app, host=Host("worker", settings))
     yield
     await call_hook(app[keys.PLUGINS], "shutdown", app=app)
     task.cancel()

@@ -40,6 +40,7 @@ def test_the_contract_has_the_documented_hooks() -> None:
         "rewrite_request",
         "rewrite_response",
         "order_backends",
+        "register_adapters",
         "adapter_for_backend",
         "load_model",
         "quantize_model",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,7 @@ from switchgear import hookimpl
 from switchgear.errors import InvalidRequest
 from switchgear.plugins import manager
 from switchgear.plugins.manager import (
+    adapter_for,
     call_hook,
     call_hook_sync,
     chain_sync,
@@ -248,3 +250,187 @@ async def test_hook_on_anomaly() -> None:
 async def test_hook_scale() -> None:
     result = await first_result(recorder_pm(), "scale", request=ScaleRequest("m", 2, 1, "load"))
     assert (result.replicas, result.started) == (2, ("r2",))
+
+
+# --- pluggy itself calls the hooks ------------------------------------------------------------
+
+
+def ordered(name: str, calls: list[str], result: Any = None, **opts: bool) -> object:
+    @hookimpl(**opts)
+    def adapter_for_backend(backend: Any) -> Any:
+        calls.append(name)
+        return result
+
+    return SimpleNamespace(adapter_for_backend=adapter_for_backend)
+
+
+def test_tryfirst_trylast_and_firstresult_are_pluggys() -> None:
+    calls: list[str] = []
+    pm = bare()
+    pm.register(ordered("last", calls, "from-last", trylast=True), name="last")
+    pm.register(ordered("first", calls, tryfirst=True), name="first")
+    pm.register(ordered("middle", calls, "from-middle"), name="middle")
+    pm.register(ordered("newest", calls), name="newest")
+    assert first_result_sync(pm, "adapter_for_backend", backend=BACKEND) == "from-middle"
+    assert calls == ["first", "newest", "middle"]  # stopped at the first non-None result
+
+
+def test_hook_wrappers_run_around_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[Any] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def rewrite_request(self, ctx: Any, body: dict[str, Any], backend: Any) -> Any:
+            seen.append(dict(body))
+            result = yield
+            seen.append(dict(body))
+            return result
+
+    pm = bare()
+    pm.register(Plugin("a", 1), name="a")
+    pm.register(Plugin("boom", exc=RuntimeError("bad")), name="boom")
+    pm.register(Wrapper(), name="wrapper")
+    with caplog.at_level(logging.ERROR, "switchgear.plugins"):
+        out = chain_sync(pm, "rewrite_request", "body", ctx=CTX, body={"x": 0}, backend=BACKEND)
+    assert out == {"x": 0, "a": 1}
+    assert seen == [{"x": 0}, {"x": 0, "a": 1}]  # the wrapper sees the chain's final body
+    assert "plugin boom failed in rewrite_request; skipped" in caplog.text
+
+
+def test_chained_value_reaches_implementations_that_do_not_name_it() -> None:
+    class Counter:
+        @hookimpl(tryfirst=True)
+        def rewrite_request(self, backend: Any) -> dict[str, Any]:
+            return {"from": backend.id}
+
+    class Reader:
+        def __init__(self) -> None:
+            self.seen: list[dict[str, Any]] = []
+
+        @hookimpl(trylast=True)
+        def rewrite_request(self, body: dict[str, Any]) -> None:
+            self.seen.append(dict(body))
+
+    pm, reader = bare(), Reader()
+    pm.register(Counter(), name="counter")
+    pm.register(reader, name="reader")
+    original = {"x": 1}
+    out = chain_sync(pm, "rewrite_request", "body", ctx=CTX, body=original, backend=BACKEND)
+    assert out == {"from": "b"} and reader.seen == [{"from": "b"}]
+    assert original == {"x": 1}  # the caller's dict is not changed
+
+
+def test_async_def_on_a_pick_one_hook_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    class AsyncScale:
+        @hookimpl
+        async def scale(self, request: ScaleRequest) -> None:
+            return None
+
+    with caplog.at_level(logging.WARNING, "switchgear.plugins"):
+        bare().register(AsyncScale(), name="async-scale")
+    assert "plugin async-scale implements scale with async def" in caplog.text
+    assert "takes every call" in caplog.text
+
+
+def test_trace_logs_every_hook_call_with_plugin_and_duration(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SWITCHGEAR_TRACE_PLUGINS", "1")
+    pm = bare()
+    pm.register(Plugin("a", 1), name="a")
+    pm.register(Recorder(), name="recorder")
+    with caplog.at_level(logging.INFO, "switchgear.plugins.trace"):
+        chain_sync(pm, "rewrite_request", "body", ctx=CTX, body={}, backend=BACKEND)
+        asyncio.run(call_hook(pm, "shutdown", app=None))
+    lines = [r.getMessage() for r in caplog.records if r.name == "switchgear.plugins.trace"]
+    assert any(
+        re.fullmatch(r"hook rewrite_request: plugin a called in \d+\.\d{3} ms", m) for m in lines
+    )
+    assert any(m.startswith("hook rewrite_request: plugin recorder called in") for m in lines)
+    assert any(m.startswith("hook shutdown: plugin recorder awaited in") for m in lines)
+    monkeypatch.delenv("SWITCHGEAR_TRACE_PLUGINS")
+    caplog.clear()
+    quiet = bare()
+    quiet.register(Plugin("a", 1), name="a")
+    with caplog.at_level(logging.INFO, "switchgear.plugins.trace"):
+        chain_sync(quiet, "rewrite_request", "body", ctx=CTX, body={}, backend=BACKEND)
+    assert not [r for r in caplog.records if r.name == "switchgear.plugins.trace"]
+
+
+# --- the adapter map ------------------------------------------------------------------------
+
+
+def test_adapter_map_collects_once_and_asks_adapter_for_backend_once_per_backend() -> None:
+    pm = make_plugin_manager(
+        load_entrypoints=False,
+        builtins=(
+            "switchgear.default_plugins.openai_adapter",
+            "switchgear.default_plugins.adapters",
+        ),
+    )
+    openai_backend = Backend("o", "m", "http://x")
+    assert adapter_for(pm, openai_backend) is adapter_for(pm, openai_backend)
+    assert adapter_for(pm, openai_backend).name == "openai"  # type: ignore[union-attr]
+    assert adapter_for(pm, Backend("g", "m", "http://x", protocol="grpc")) is None
+    first_map = pm.adapter_map()
+    assert pm.adapter_map() is first_map  # collected once
+    asked: list[str] = []
+
+    class Legacy:
+        @hookimpl
+        def adapter_for_backend(self, backend: Backend) -> Any:
+            asked.append(backend.id)
+            return "legacy" if backend.protocol == "grpc" else None
+
+    pm.register(Legacy(), name="legacy")
+    assert pm.adapter_map() is not first_map  # a new plugin: collected again
+    grpc = Backend("g", "m", "http://x", protocol="grpc")
+    assert [adapter_for(pm, grpc), adapter_for(pm, grpc)] == ["legacy", "legacy"]
+    assert adapter_for(pm, openai_backend).name == "openai"  # type: ignore[union-attr]
+    assert asked == ["g", "o"]  # once per backend
+    moved = Backend("g", "m", "http://x", protocol="grpc", meta={"zone": "b"})
+    assert adapter_for(pm, moved) == "legacy" and asked == ["g", "o", "g"]
+
+
+def test_startup_hands_the_host_to_built_ins() -> None:
+    from switchgear.default_plugins.scaler import LocalScaler
+    from switchgear.discovery.base import Registry
+    from switchgear.plugins.host import Host
+
+    settings = parse_settings({"router": {"aliases": ["smart"]}})
+    pm = make_plugin_manager(
+        load_entrypoints=False, builtins=("switchgear.default_plugins.router",)
+    )
+    scaler = LocalScaler({})
+    pm.register(scaler, name="scaler")
+    registry = Registry()
+    asyncio.run(call_hook(pm, "startup", app=None, host=Host("gateway", settings, registry)))
+    router: Any = pm.get_plugin("switchgear.default_plugins.router")
+    assert router.settings.aliases == ["smart"] and scaler.registry is registry
+
+
+def test_old_names_of_the_built_ins_keep_working() -> None:
+    import switchgear.plugins.builtin.router as old_router
+
+    import switchgear.default_plugins.router as router
+    from switchgear.default_plugins.protocols import PromptFormatAdapter
+    from switchgear.plugins.adapters import PromptFormatAdapter as OldAdapter
+    from switchgear.plugins.builtin import canary
+
+    assert old_router is router and router.__spec__ is not None
+    assert router.__spec__.name == "switchgear.default_plugins.router"
+    assert (
+        canary.__name__ == "switchgear.default_plugins.canary" and OldAdapter is PromptFormatAdapter
+    )
+    pm = make_plugin_manager(
+        load_entrypoints=False,
+        disabled=["switchgear.plugins.builtin.router", "canary"],
+        modules=["switchgear.plugins.builtin.balancing"],
+        builtins=(
+            "switchgear.default_plugins.router",
+            "switchgear.default_plugins.canary",
+            "switchgear.default_plugins.adapters",
+        ),
+    )
+    names = {n for n, p in pm.list_name_plugin() if p is not None}
+    assert names == {"switchgear.default_plugins.adapters", "switchgear.default_plugins.balancing"}

@@ -144,6 +144,24 @@ async def test_lifecycle_routes_and_discovery_hooks(gateway):
     assert events == ["startup", "shutdown"]
 
 
+async def test_startup_gets_the_gateway_host(upstream, gateway):
+    """Built-ins get the settings and the registry from ``host``, not from the app keys."""
+    from switchgear.proxy.keys import REGISTRY, SETTINGS
+
+    hosts = []
+
+    class Plugin:
+        @hookimpl
+        def startup(self, host):
+            hosts.append(host)
+
+    gw = await gateway({"backends": backends(await upstream("m1"))}, plugins=(Plugin(),))
+    [host] = hosts
+    assert host.program == "gateway"
+    assert host.settings is gw.app[SETTINGS] and host.registry is gw.app[REGISTRY]
+    assert [b.model for b in host.registry.backends("m1")] == ["m1"]
+
+
 async def test_custom_adapter_is_used(upstream, gateway):
     from switchgear.default_plugins.openai_adapter import OpenAIAdapter
 
@@ -163,6 +181,44 @@ async def test_custom_adapter_is_used(upstream, gateway):
     async with gw.openai() as client:
         await client.chat.completions.create(model="m1", messages=MSG)
     assert up.requests[0].body["tagged"] is True
+
+
+async def test_hook_register_adapters(upstream, gateway):
+    """A registered protocol reaches its backend; a factory is resolved once per backend;
+    a plugin's registration of a built-in protocol wins over the built-in's."""
+    from switchgear.default_plugins.openai_adapter import OpenAIAdapter
+
+    class Tagged(OpenAIAdapter):
+        def __init__(self, tag):
+            self.name = tag
+
+        def prepare(self, backend, ctx, body):
+            return super().prepare(backend, ctx, {**body, "tag": self.name})
+
+    asked = []
+
+    def per_backend(backend):
+        asked.append(backend.id)
+        return Tagged(backend.meta.get("tag", "none"))
+
+    class Plugin:
+        @hookimpl
+        def register_adapters(self, register):
+            register("tagged", Tagged("fixed"))
+            register("per-backend", per_backend)
+            register("openai", Tagged("mine"))  # before the trylast built-in: this one wins
+
+    fixed, dynamic, plain = await upstream("m1"), await upstream("m2"), await upstream("m3")
+    config = backends(fixed, protocol="tagged") + backends(dynamic, protocol="per-backend")
+    config[1]["meta"] = {"tag": "from-meta"}
+    gw = await gateway({"backends": config + backends(plain)}, plugins=(Plugin(),))
+    async with gw.openai() as client:
+        for model in ("m1", "m2", "m2", "m3"):
+            await client.chat.completions.create(model=model, messages=MSG)
+    assert fixed.requests[0].body["tag"] == "fixed"
+    assert [r.body["tag"] for r in dynamic.requests] == ["from-meta", "from-meta"]
+    assert len(asked) == 1  # two requests, one resolution
+    assert plain.requests[0].body["tag"] == "mine"
 
 
 # --- balancing strategies (the built-in order_backends plugin) ------------------------------
