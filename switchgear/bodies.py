@@ -2,7 +2,13 @@
 
 :func:`read_json_object` enforces the body limit (413), parses with orjson, and raises
 :class:`~switchgear.errors.InvalidRequest` (400) for anything that is not a JSON object:
-invalid JSON, another top-level type, or nesting deeper than orjson accepts.
+invalid JSON, another top-level type, or nesting deeper than :data:`MAX_DEPTH`.
+
+Why a depth limit below orjson's own: orjson *parses* up to 1024 levels but *encodes* at
+most 254, and the gateway re-encodes every body it forwards (an adapter may wrap it in
+another level or two). Without the check, a body 254-1023 levels deep, even in a field
+nobody reads, parses fine here and then fails as a 500 when it is forwarded. 128 levels is
+far more than any OpenAI request needs (JSON schemas of tools included) and leaves room.
 """
 
 from __future__ import annotations
@@ -14,18 +20,52 @@ from aiohttp import web
 
 from switchgear.errors import InvalidRequest, PayloadTooLarge
 
+#: The deepest nesting a request body may have; the top-level object is depth 1.
+MAX_DEPTH = 128
+
 
 def loads_object(raw: bytes) -> dict[str, Any]:
     """``raw`` parsed as a JSON object, or :class:`InvalidRequest`."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise _too_deep() from None
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise InvalidRequest("request body is nested too deeply") from None
+        raise _too_deep() from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
+    # Counting brackets is a cheap upper bound on the depth: most bodies skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth(body) > MAX_DEPTH:
+        raise _too_deep()
     return body
+
+
+def depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0, ``[]`` and ``{}`` are 1); iterative, so
+    any depth is measured without recursion, and it stops early once past MAX_DEPTH."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
+    return deepest
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"request body is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects"
+    )
 
 
 async def read_json_object(request: web.Request, limit: int | None = None) -> dict[str, Any]:

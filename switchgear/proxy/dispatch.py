@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from switchgear.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
+from switchgear.bodies import read_json_object
+from switchgear.errors import InvalidRequest, ModelNotFound
 from switchgear.plugins.manager import first_result_sync
 from switchgear.proxy import keys
 from switchgear.proxy.answers import StreamAnswer
@@ -30,22 +30,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object")
         return body
-    limit = request.app[keys.SETTINGS].limits.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(
-            f"request body is {request.content_length} bytes; the limit is {limit}"
-        )
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return body
+    return await read_json_object(request, request.app[keys.SETTINGS].limits.max_body_bytes)
 
 
 def validate(body: dict[str, Any], endpoint: Endpoint, input_field: str, cap: int | None) -> None:

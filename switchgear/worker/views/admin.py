@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import inspect
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from switchgear.auth import bearer_token, match_key
 from switchgear.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from switchgear.settings.worker import ModelSpec
 from switchgear.worker.faults import Faults
@@ -28,14 +28,12 @@ class SwapBody(BaseModel):
 
 
 def require_admin(request: web.Request) -> None:
-    key = request.app[ADMIN_KEY]
-    if not key:
+    admin = request.app[ADMIN_KEY]
+    if not admin:
         raise PermissionDenied(
             "the admin API is disabled: set auth.admin_key or SWITCHGEAR_ADMIN_KEY"
         )
-    header = request.headers.get("Authorization", "")
-    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if not hmac.compare_digest(given.encode(), key.encode()):
+    if match_key(bearer_token(request.headers), admin) is None:
         raise AuthenticationFailed("invalid admin key")
 
 

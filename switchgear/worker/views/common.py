@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from switchgear.bodies import read_json_object
 from switchgear.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
 from switchgear.worker.engine import EngineClosed, GenEvent, SamplingParams
 from switchgear.worker.keys import SETTINGS, SLOT
@@ -35,12 +36,8 @@ class GenerationBody(BaseModel):
 
 
 async def parse(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        data = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("request body must be a JSON object")
+    """The body read by :func:`switchgear.bodies.read_json_object`, validated as ``model``."""
+    data = await read_json_object(request, request.app[SETTINGS].limits.max_body_bytes)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
