@@ -14,6 +14,7 @@ from switchgear.errors import AuthenticationFailed, InvalidRequest, PermissionDe
 from switchgear.settings.worker import ModelSpec
 from switchgear.worker.faults import Faults
 from switchgear.worker.keys import ADMIN_KEY, FAULTS, SETTINGS, SLOT, SWAP_LISTENERS
+from switchgear.worker.loading import model_path
 from switchgear.worker.views.common import json_response, parse
 
 
@@ -43,12 +44,13 @@ def model_roots(app: web.Application) -> list[Path]:
     if worker is None:
         return []
     if worker.model_roots:
-        return [Path(r).resolve() for r in worker.model_roots]
-    return [Path(worker.model.model_name_or_path).resolve().parent]
+        return [model_path(r) for r in worker.model_roots]
+    return [model_path(worker.model.model_name_or_path).parent]
 
 
 def check_root(app: web.Application, path: str) -> None:
-    """Refuse a swap path outside the model roots (``..`` and symlinks resolved first).
+    """Refuse a swap path outside the model roots (``~``, ``..`` and symlinks resolved
+    first, by :func:`~switchgear.worker.loading.model_path`, as the loader resolves it).
 
     ``/admin/swap`` is reachable over HTTP, so a leaked admin key must not load whatever
     the process can read (``/etc``, another tenant's weights, a pickle planted in /tmp).
@@ -56,7 +58,12 @@ def check_root(app: web.Application, path: str) -> None:
     """
     if "\x00" in path:
         raise InvalidRequest("model_name_or_path is not a path", param="model_name_or_path")
-    target = Path(path).resolve()
+    try:
+        target = model_path(path)
+    except (RuntimeError, OSError):  # "~nobody/x": no such user; a symlink loop
+        raise InvalidRequest(
+            "model_name_or_path cannot be resolved", param="model_name_or_path"
+        ) from None
     if not any(target == root or target.is_relative_to(root) for root in model_roots(app)):
         raise PermissionDenied(
             "model_name_or_path is outside the configured model roots (worker.model_roots)",

@@ -82,7 +82,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "continue_final_message and add_generation_prompt cannot both be true",
             param="add_generation_prompt",
         )
-    ids = render(bundle.tokenizer, body.messages, continue_final=body.continue_final_message)
+    ids = await engine.prepare(
+        lambda b: render(b.tokenizer, body.messages, continue_final=body.continue_final_message)
+    )
     params = sampling(request, body, len(ids), bundle.context_length, "messages")
     cid, created, model = completion_id("chatcmpl"), now(), bundle.name
 

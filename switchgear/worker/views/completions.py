@@ -34,12 +34,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     check_model(request, body.model, bundle.name)
     if isinstance(body.prompt, list) and body.prompt and isinstance(body.prompt[0], int):
         ids = list(body.prompt)  # type: ignore[arg-type]
-    elif isinstance(body.prompt, list):
-        if len(body.prompt) != 1:
-            raise InvalidRequest("only one prompt per request is supported", param="prompt")
-        ids = bundle.tokenizer(body.prompt[0])["input_ids"]
     else:
-        ids = bundle.tokenizer(body.prompt)["input_ids"]
+        if isinstance(body.prompt, list) and len(body.prompt) != 1:
+            raise InvalidRequest("only one prompt per request is supported", param="prompt")
+        text = body.prompt[0] if isinstance(body.prompt, list) else body.prompt
+        ids = await engine.prepare(lambda b: b.tokenizer(text)["input_ids"])
     params = sampling(request, body, len(ids), bundle.context_length, "prompt")
     cid, created, model = completion_id("cmpl"), now(), bundle.name
 

@@ -28,14 +28,15 @@ async def embeddings(request: web.Request) -> web.Response:
     bundle = engine.bundle
     check_model(request, body.model, bundle.name)
     raw = body.input
-    if isinstance(raw, str):
-        items: list[list[int]] = [bundle.tokenizer(raw)["input_ids"]]
-    elif raw and isinstance(raw[0], int):
-        items = [list(raw)]  # type: ignore[arg-type]
-    elif raw and isinstance(raw[0], list):
+    if raw and isinstance(raw, list) and isinstance(raw[0], int):
+        items: list[list[int]] = [list(raw)]  # type: ignore[arg-type]
+    elif raw and isinstance(raw, list) and isinstance(raw[0], list):
         items = [list(x) for x in raw]  # type: ignore[union-attr]
     else:
-        items = [bundle.tokenizer(s)["input_ids"] for s in raw]  # type: ignore[union-attr]
+        texts = [raw] if isinstance(raw, str) else list(raw)
+        items = await engine.prepare(
+            lambda b: [b.tokenizer(t)["input_ids"] for t in texts]  # type: ignore[union-attr]
+        )
     if not items or any(not x for x in items):
         raise InvalidRequest("input must not be empty", param="input")
     for x in items:
