@@ -9,6 +9,11 @@ most 254, and the gateway re-encodes every body it forwards (an adapter may wrap
 another level or two). Without the check, a body 254-1023 levels deep, even in a field
 nobody reads, parses fine here and then fails as a 500 when it is forwarded. 128 levels is
 far more than any OpenAI request needs (JSON schemas of tools included) and leaves room.
+
+The check is that very encoding, with headroom: the body wrapped in ``254 - MAX_DEPTH``
+lists must encode, which holds exactly when it is at most ``MAX_DEPTH`` deep. It runs in C
+(a walk in Python over tens of thousands of messages took longer than parsing them), and
+only for bodies with more than ``MAX_DEPTH`` brackets, which bounds their depth from above.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from switchgear.errors import InvalidRequest, PayloadTooLarge
 
 #: The deepest nesting a request body may have; the top-level object is depth 1.
 MAX_DEPTH = 128
+#: The deepest structure ``orjson.dumps`` encodes (tests/hardening/test_nesting.py pins it).
+_ORJSON_MAX_DEPTH = 254
 
 
 def loads_object(raw: bytes) -> dict[str, Any]:
@@ -36,30 +43,21 @@ def loads_object(raw: bytes) -> dict[str, Any]:
         raise _too_deep() from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
-    # Counting brackets is a cheap upper bound on the depth: most bodies skip the walk.
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth(body) > MAX_DEPTH:
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and not _encodes_within_limit(body):
         raise _too_deep()
     return body
 
 
-def depth(value: Any) -> int:
-    """Nesting depth of parsed JSON (a scalar is 0, ``[]`` and ``{}`` are 1); iterative, so
-    any depth is measured without recursion, and it stops early once past MAX_DEPTH."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((c, level + 1) for c in children if isinstance(c, dict | list))
-    return deepest
+def _encodes_within_limit(body: dict[str, Any]) -> bool:
+    """Whether ``body`` is at most MAX_DEPTH deep (see the module docstring)."""
+    wrapped: Any = body
+    for _ in range(_ORJSON_MAX_DEPTH - MAX_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def _too_deep() -> InvalidRequest:

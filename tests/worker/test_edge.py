@@ -68,6 +68,39 @@ async def test_tokenizing_leaves_the_event_loop_free(
     assert released_in_time == [True]
 
 
+async def test_validating_a_large_body_leaves_the_event_loop_free(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As above, for the validation of a body over common._INLINE_BYTES (60,000 messages took
+    # seconds): it blocks until /health has answered.
+    from switchgear.worker.views import common
+
+    entered, release = threading.Event(), threading.Event()
+    released_in_time: list[bool] = []
+    real_validate = common._validate
+
+    def held(model: Any, data: dict[str, Any]) -> Any:
+        entered.set()
+        released_in_time.append(release.wait(timeout=10))
+        return real_validate(model, data)
+
+    monkeypatch.setattr(common, "_validate", held)
+    messages = [{"role": "user", "content": "x" * 100} for _ in range(1000)]
+    assert len(str(messages)) > common._INLINE_BYTES
+    request = asyncio.create_task(client.post("/v1/chat/completions", json={"messages": messages}))
+    try:
+        assert await asyncio.to_thread(entered.wait, 10)
+        async with asyncio.timeout(5):
+            health = await client.get("/health")
+        assert health.status == 200
+    finally:
+        release.set()
+    resp = await request
+    assert resp.status == 400  # 1000 messages of 100 characters exceed the context
+    assert (await resp.json())["error"]["code"] == "context_length_exceeded"
+    assert released_in_time == [True]
+
+
 async def test_chat_longer_than_the_context_is_400_before_generating(client: Any) -> None:
     engine = client.app[SLOT].engine
     messages = [{"role": "user", "content": f"message number {i}"} for i in range(2000)]

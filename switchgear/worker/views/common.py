@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ from switchgear.bodies import read_json_object
 from switchgear.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
 from switchgear.worker.engine import EngineClosed, GenEvent, SamplingParams
 from switchgear.worker.keys import SETTINGS, SLOT
+
+_INLINE_BYTES = 64 * 1024
 
 
 class GenerationBody(BaseModel):
@@ -36,8 +39,20 @@ class GenerationBody(BaseModel):
 
 
 async def parse(request: web.Request, model: type[BaseModel]) -> Any:
-    """The body read by :func:`switchgear.bodies.read_json_object`, validated as ``model``."""
+    """The body read by :func:`switchgear.bodies.read_json_object`, validated as ``model``.
+
+    Validating a large body (tens of thousands of messages) takes long enough to stall the
+    event loop, so bodies over ``_INLINE_BYTES`` (or of unknown length) are validated on a
+    thread.
+    """
     data = await read_json_object(request, request.app[SETTINGS].limits.max_body_bytes)
+    size = request.content_length
+    if size is not None and size <= _INLINE_BYTES:
+        return _validate(model, data)
+    return await asyncio.to_thread(_validate, model, data)
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
