@@ -4,10 +4,12 @@ key checks and the swap path check."""
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from switchgear.bodies import MAX_DEPTH
@@ -101,6 +103,35 @@ async def test_validating_a_large_body_leaves_the_event_loop_free(
     assert released_in_time == [True]
 
 
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "/v1/embeddings"])
+async def test_a_huge_prompt_is_refused_after_tokenizing_only_a_prefix(
+    client: Any, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    from switchgear.worker.views import common
+
+    bundle = client.app[SLOT].engine.bundle
+    tokenizer = bundle.tokenizer
+    lengths: list[int] = []
+    real_call = type(tokenizer).__call__
+
+    def measured(self: Any, text: Any, *args: Any, **kwargs: Any) -> Any:
+        lengths.append(len(text))
+        return real_call(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", measured)
+    huge = "hello world " * 100_000  # 1.2 MB
+    body = {
+        "/v1/completions": {"prompt": huge, "max_tokens": 1},
+        "/v1/chat/completions": {"messages": [{"role": "user", "content": huge}]},
+        "/v1/embeddings": {"input": huge},
+    }[path]
+    resp = await client.post(path, data=io.BytesIO(orjson.dumps(body)))
+    assert resp.status == 400
+    err = (await resp.json())["error"]
+    assert err["code"] == "context_length_exceeded" and str(bundle.context_length) in err["message"]
+    assert lengths and max(lengths) <= bundle.context_length * common._PREFIX_CHARS_PER_TOKEN
+
+
 async def test_chat_longer_than_the_context_is_400_before_generating(client: Any) -> None:
     engine = client.app[SLOT].engine
     messages = [{"role": "user", "content": f"message number {i}"} for i in range(2000)]
@@ -112,12 +143,12 @@ async def test_chat_longer_than_the_context_is_400_before_generating(client: Any
     assert engine.load == 0  # nothing was queued for generation
 
 
-@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 255, 300, 1000, 1023, 1024, 5000])
-async def test_deep_nesting_is_400(client: Any, levels: int) -> None:
-    resp = await client.post("/v1/completions", data=nested(levels))
-    assert resp.status == 400, await resp.text()
-    err = (await resp.json())["error"]
-    assert err["type"] == "invalid_request_error" and "nested too deeply" in err["message"]
+async def test_deep_nesting_is_400(client: Any) -> None:
+    for levels in (MAX_DEPTH + 1, 255, 300, 1000, 1023, 1024, 5000):
+        resp = await client.post("/v1/completions", data=nested(levels))
+        assert resp.status == 400, (levels, await resp.text())
+        err = (await resp.json())["error"]
+        assert err["type"] == "invalid_request_error" and "nested too deeply" in err["message"]
 
 
 async def test_nesting_at_the_limit_is_served(client: Any) -> None:

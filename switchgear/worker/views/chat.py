@@ -19,6 +19,7 @@ from switchgear.worker.views.common import (
     check_model,
     collect,
     completion_id,
+    encode,
     events,
     json_response,
     now,
@@ -42,7 +43,10 @@ class ChatBody(GenerationBody):
     add_generation_prompt: bool = True
 
 
-def render(tokenizer: Any, messages: list[Message], *, continue_final: bool = False) -> list[int]:
+def render(
+    tokenizer: Any, messages: list[Message], context: int, *, continue_final: bool = False
+) -> list[int]:
+    """The prompt's token ids: the chat template applied, then :func:`encode`."""
     if not messages:
         raise InvalidRequest("messages must not be empty", param="messages")
     if not getattr(tokenizer, "chat_template", None):
@@ -69,7 +73,7 @@ def render(tokenizer: Any, messages: list[Message], *, continue_final: bool = Fa
         )
     else:
         text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return encode(tokenizer, text, context, "messages", add_special_tokens=False)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -83,7 +87,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             param="add_generation_prompt",
         )
     ids = await engine.prepare(
-        lambda b: render(b.tokenizer, body.messages, continue_final=body.continue_final_message)
+        lambda b: render(
+            b.tokenizer, body.messages, b.context_length, continue_final=body.continue_final_message
+        )
     )
     params = sampling(request, body, len(ids), bundle.context_length, "messages")
     cid, created, model = completion_id("chatcmpl"), now(), bundle.name

@@ -13,6 +13,7 @@ from switchgear.worker.views.common import (
     check_model,
     collect,
     completion_id,
+    encode,
     events,
     json_response,
     now,
@@ -37,8 +38,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     else:
         if isinstance(body.prompt, list) and len(body.prompt) != 1:
             raise InvalidRequest("only one prompt per request is supported", param="prompt")
-        text = body.prompt[0] if isinstance(body.prompt, list) else body.prompt
-        ids = await engine.prepare(lambda b: b.tokenizer(text)["input_ids"])
+        text = str(body.prompt[0] if isinstance(body.prompt, list) else body.prompt)
+        ids = await engine.prepare(lambda b: encode(b.tokenizer, text, b.context_length, "prompt"))
     params = sampling(request, body, len(ids), bundle.context_length, "prompt")
     cid, created, model = completion_id("cmpl"), now(), bundle.name
 

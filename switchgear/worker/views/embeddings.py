@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from switchgear.errors import ContextLengthExceeded, InvalidRequest
 from switchgear.worker.decode import embed
 from switchgear.worker.keys import SLOT
-from switchgear.worker.views.common import check_model, json_response, parse
+from switchgear.worker.views.common import check_model, encode, json_response, parse
 
 
 class EmbeddingBody(BaseModel):
@@ -33,9 +33,9 @@ async def embeddings(request: web.Request) -> web.Response:
     elif raw and isinstance(raw, list) and isinstance(raw[0], list):
         items = [list(x) for x in raw]  # type: ignore[union-attr]
     else:
-        texts = [raw] if isinstance(raw, str) else list(raw)
+        texts = [raw] if isinstance(raw, str) else [str(t) for t in raw]
         items = await engine.prepare(
-            lambda b: [b.tokenizer(t)["input_ids"] for t in texts]  # type: ignore[union-attr]
+            lambda b: [encode(b.tokenizer, t, b.context_length, "input") for t in texts]
         )
     if not items or any(not x for x in items):
         raise InvalidRequest("input must not be empty", param="input")
