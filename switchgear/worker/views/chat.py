@@ -44,9 +44,14 @@ class ChatBody(GenerationBody):
 
 
 def render(
-    tokenizer: Any, messages: list[Message], context: int, *, continue_final: bool = False
+    tokenizer: Any,
+    messages: list[Message],
+    *,
+    continue_final: bool = False,
+    context: int | None = None,
 ) -> list[int]:
-    """The prompt's token ids: the chat template applied, then :func:`encode`."""
+    """The prompt's token ids: the chat template applied, then tokenized (through
+    :func:`encode`, which refuses a prompt far beyond ``context``, when one is given)."""
     if not messages:
         raise InvalidRequest("messages must not be empty", param="messages")
     if not getattr(tokenizer, "chat_template", None):
@@ -73,6 +78,8 @@ def render(
         )
     else:
         text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
+    if context is None:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     return encode(tokenizer, text, context, "messages", add_special_tokens=False)
 
 
@@ -88,7 +95,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
     ids = await engine.prepare(
         lambda b: render(
-            b.tokenizer, body.messages, b.context_length, continue_final=body.continue_final_message
+            b.tokenizer,
+            body.messages,
+            continue_final=body.continue_final_message,
+            context=b.context_length,
         )
     )
     params = sampling(request, body, len(ids), bundle.context_length, "messages")
