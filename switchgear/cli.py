@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from switchgear.errors import ConfigError
 
@@ -43,17 +43,42 @@ def _meta(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+Args = argparse.Namespace
+#: What ``add_subparsers()`` returns; each ``_add_*`` function adds its command to it.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="switchgear", description=__doc__.splitlines()[0])
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", required=True)
+    # each adds its sub-command and sets ``run``, the function _dispatch calls with the args
+    for add in (
+        _add_serve,
+        _add_worker,
+        _add_up,
+        _add_config,
+        _add_model,
+        _add_swap_check,
+        _add_doctor,
+        _add_detect,
+        _add_plugins,
+        _add_registration,
+    ):
+        add(sub)
+    return p
 
+
+def _add_serve(sub: Commands) -> None:
     s = sub.add_parser("serve", help="run the gateway")
     s.add_argument("--config", "-c")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--workers", type=int)
+    s.set_defaults(run=_serve)
 
+
+def _add_worker(sub: Commands) -> None:
     w = sub.add_parser("worker", help="run a model worker")
     w.add_argument("--config", "-c")
     w.add_argument("--model", dest="model_path")
@@ -63,16 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quantization")
     w.add_argument("--dtype")
     w.add_argument("--device")
+    w.set_defaults(run=_worker)
 
+
+def _add_up(sub: Commands) -> None:
     up = sub.add_parser("up", help="run a worker and the gateway in front of it (the demo)")
     up.add_argument("--worker", dest="worker_config", required=True)
     up.add_argument("--gateway", dest="gateway_config", required=True)
+    up.set_defaults(run=_up)
 
+
+def _add_config(sub: Commands) -> None:
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", help="validate a config file")
     cc.add_argument("file")
+    c.set_defaults(run=_config)
 
+
+def _add_model(sub: Commands) -> None:
     m = sub.add_parser("model", help="model tools")
     msub = m.add_subparsers(dest="model_command", required=True)
     mt = msub.add_parser("make-tiny", help="build a small random-weight model")
@@ -83,23 +117,34 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--hidden", type=int, default=64)
     mt.add_argument("--vocab", type=int, default=1024)
     mt.add_argument("--format", choices=["safetensors", "bin", "pt", "onnx"], default="safetensors")
+    m.set_defaults(run=_model)
 
+
+def _add_swap_check(sub: Commands) -> None:
     sc = sub.add_parser("swap-check", help="run the hot-swap gates offline")
     sc.add_argument("old")
     sc.add_argument("new")
     sc.add_argument("--quantization")
     sc.add_argument("--eval", dest="eval_file")
     sc.add_argument("--config", "-c")
+    sc.set_defaults(run=_swap_check)
 
-    sub.add_parser("doctor", help="check the environment before a swap").add_argument(
-        "--config", "-c"
-    )
 
+def _add_doctor(sub: Commands) -> None:
+    doc = sub.add_parser("doctor", help="check the environment before a swap")
+    doc.add_argument("--config", "-c")
+    doc.set_defaults(run=_doctor)
+
+
+def _add_detect(sub: Commands) -> None:
     d = sub.add_parser("detect", help="score a timestamp,value CSV for anomalies")
     d.add_argument("file")
     d.add_argument("--detector", default="ensemble")
     d.add_argument("--out")
+    d.set_defaults(run=_detect)
 
+
+def _add_plugins(sub: Commands) -> None:
     pl = sub.add_parser("plugins", help="list, install or uninstall plugins")
     plsub = pl.add_subparsers(dest="plugins_command", required=True)
     pll = plsub.add_parser("list")
@@ -109,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     pli.add_argument("names", nargs="+")
     plu = plsub.add_parser("uninstall")
     plu.add_argument("names", nargs="+")
+    pl.set_defaults(run=_plugins)
 
+
+def _add_registration(sub: Commands) -> None:
     r = sub.add_parser("register", help="register an external backend in Consul")
     r.add_argument("--url", required=True)
     r.add_argument("--model", required=True)
@@ -118,10 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--protocol", default="openai")
     r.add_argument("--meta", nargs="*", default=[])
     r.add_argument("--config", "-c")
+    r.set_defaults(run=_register)
     dr = sub.add_parser("deregister", help="remove an external backend from Consul")
     dr.add_argument("service_id")
     dr.add_argument("--config", "-c")
-    return p
+    dr.set_defaults(run=_deregister)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,89 +192,105 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    cmd = args.command
-    if cmd == "serve":
-        return _call(
-            "switchgear.proxy.server:serve_from_cli",
-            config=args.config,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-        )
-    if cmd == "worker":
-        return _call(
-            "switchgear.worker.server:serve_from_cli",
-            config=args.config,
-            model_path=args.model_path,
-            name=args.name,
-            host=args.host,
-            port=args.port,
-            quantization=args.quantization,
-            dtype=args.dtype,
-            device=args.device,
-        )
-    if cmd == "up":
-        return _call(
-            "switchgear.launcher:up",
-            worker_config=args.worker_config,
-            gateway_config=args.gateway_config,
-        )
-    if cmd == "config":
-        return _call("switchgear.settings.check:check_file", path=args.file)
-    if cmd == "model":
-        return _call(
-            "switchgear.worker.tiny:make_tiny_cli",
-            out_dir=args.dir,
-            arch=args.arch,
-            seed=args.seed,
-            layers=args.layers,
-            hidden=args.hidden,
-            vocab=args.vocab,
-            fmt=args.format,
-        )
-    if cmd == "swap-check":
-        return _call(
-            "switchgear.worker.swapcheck:swap_check_cli",
-            old=args.old,
-            new=args.new,
-            quantization=args.quantization,
-            eval_file=args.eval_file,
-            config=args.config,
-        )
-    if cmd == "doctor":
-        return _call("switchgear.worker.doctor:doctor_cli", config=args.config)
-    if cmd == "detect":
-        return _call(
-            "switchgear.detector.offline:detect_cli",
-            path=args.file,
-            detector=args.detector,
-            out=args.out,
-        )
-    if cmd == "plugins":
-        if args.plugins_command == "list":
-            return _call(
-                "switchgear.plugins.commands:list_cli", config=args.config, as_json=args.json
-            )
-        return _call(f"switchgear.plugins.commands:{args.plugins_command}_cli", names=args.names)
-    if cmd == "register":
-        return _call(
-            "switchgear.discovery.commands:register_cli",
-            url=args.url,
-            model=args.model,
-            dc=args.dc,
-            service_id=args.service_id,
-            protocol=args.protocol,
-            meta=_meta(args.meta),
-            config=args.config,
-        )
-    if cmd == "deregister":
-        return _call(
-            "switchgear.discovery.commands:deregister_cli",
-            service_id=args.service_id,
-            config=args.config,
-        )
-    raise AssertionError(cmd)
+def _dispatch(args: Args) -> int:
+    run: Callable[[Args], int] = args.run
+    return run(args)
+
+
+# --- one function per command: its arguments to the keyword arguments of its target -----
+
+
+def _serve(a: Args) -> int:
+    return _call(
+        "switchgear.proxy.server:serve_from_cli",
+        config=a.config,
+        host=a.host,
+        port=a.port,
+        workers=a.workers,
+    )
+
+
+def _worker(a: Args) -> int:
+    return _call(
+        "switchgear.worker.server:serve_from_cli",
+        config=a.config,
+        model_path=a.model_path,
+        name=a.name,
+        host=a.host,
+        port=a.port,
+        quantization=a.quantization,
+        dtype=a.dtype,
+        device=a.device,
+    )
+
+
+def _up(a: Args) -> int:
+    return _call(
+        "switchgear.launcher:up", worker_config=a.worker_config, gateway_config=a.gateway_config
+    )
+
+
+def _config(a: Args) -> int:
+    return _call("switchgear.settings.check:check_file", path=a.file)
+
+
+def _model(a: Args) -> int:
+    return _call(
+        "switchgear.worker.tiny:make_tiny_cli",
+        out_dir=a.dir,
+        arch=a.arch,
+        seed=a.seed,
+        layers=a.layers,
+        hidden=a.hidden,
+        vocab=a.vocab,
+        fmt=a.format,
+    )
+
+
+def _swap_check(a: Args) -> int:
+    return _call(
+        "switchgear.worker.swapcheck:swap_check_cli",
+        old=a.old,
+        new=a.new,
+        quantization=a.quantization,
+        eval_file=a.eval_file,
+        config=a.config,
+    )
+
+
+def _doctor(a: Args) -> int:
+    return _call("switchgear.worker.doctor:doctor_cli", config=a.config)
+
+
+def _detect(a: Args) -> int:
+    return _call(
+        "switchgear.detector.offline:detect_cli", path=a.file, detector=a.detector, out=a.out
+    )
+
+
+def _plugins(a: Args) -> int:
+    if a.plugins_command == "list":
+        return _call("switchgear.plugins.commands:list_cli", config=a.config, as_json=a.json)
+    return _call(f"switchgear.plugins.commands:{a.plugins_command}_cli", names=a.names)
+
+
+def _register(a: Args) -> int:
+    return _call(
+        "switchgear.discovery.commands:register_cli",
+        url=a.url,
+        model=a.model,
+        dc=a.dc,
+        service_id=a.service_id,
+        protocol=a.protocol,
+        meta=_meta(a.meta),
+        config=a.config,
+    )
+
+
+def _deregister(a: Args) -> int:
+    return _call(
+        "switchgear.discovery.commands:deregister_cli", service_id=a.service_id, config=a.config
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,13 @@ class ModelInfo:
 class RequestContext:
     """One client request as it moves through the gateway's hooks.
 
-    ``requested_model`` is what the client asked for; ``model`` is the concrete model
-    currently being tried (after routing and along the fallback chain).
+    ``requested_model`` is what the client asked for; ``model`` is the concrete model this
+    context is for: the alias target while ``select_model`` runs, the routed model after it,
+    and on each upstream attempt the model tried (every model of the fallback chain gets its
+    own copy, :meth:`for_model`, sharing ``attributes``; no context is rewritten and
+    restored). ``body`` is the body sent upstream (a resumed stream sends a continuation);
+    ``request`` is the client's request as parsed at the edge and ``resolution`` how its
+    model was resolved (both None in contexts built by hand, e.g. in tests).
     """
 
     request_id: str
@@ -67,6 +72,35 @@ class RequestContext:
     api_key_id: str | None = None
     route_rule: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    request: ParsedRequest | None = None
+    resolution: ModelResolution | None = None
+
+    def for_model(self, model: str) -> RequestContext:
+        """This request, for one model of its chain (same body, request and attributes)."""
+        return self._with(model, self.route_rule, self.resolution)
+
+    def routed(self, resolution: ModelResolution) -> RequestContext:
+        """This request once its model is resolved."""
+        return self._with(resolution.model, resolution.rule, resolution)
+
+    def _with(
+        self, model: str, route_rule: str | None, resolution: ModelResolution | None
+    ) -> RequestContext:
+        # Called per request and per model tried: a direct call, some ten times faster than
+        # dataclasses.replace. tests/proxy/test_request.py checks that every field is carried.
+        return RequestContext(
+            self.request_id,
+            self.endpoint,
+            self.body,
+            self.requested_model,
+            model,
+            self.stream,
+            self.api_key_id,
+            route_rule,
+            self.attributes,
+            self.request,
+            resolution,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +206,50 @@ class ScaleResult:
     replicas: int
     started: tuple[str, ...] = ()
     stopped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """A client's OpenAI request, parsed and validated once at the gateway's edge.
+
+    ``body`` is the JSON object to forward: unknown fields kept, ``max_tokens`` /
+    ``max_completion_tokens`` already lowered to the gateway's cap. ``max_tokens`` is the
+    completion cap the client set (``max_completion_tokens``, else ``max_tokens``).
+    ``text`` is the prompt's text (chat messages, ``prompt`` or ``input``),
+    ``last_user_text`` the last user message's; ``prompt_tokens`` the tokenizer-free
+    estimate of :mod:`switchgear.proxy.text`, computed once for the router and the rate
+    limiter. Built by :mod:`switchgear.proxy.request`.
+    """
+
+    endpoint: Endpoint
+    model: str
+    body: dict[str, Any]
+    stream: bool = False
+    max_tokens: int | None = None
+    n: int | None = None
+    messages: tuple[dict[str, Any], ...] = ()
+    text: str = ""
+    last_user_text: str = ""
+    capabilities: tuple[str, ...] = ()
+    prompt_tokens: int = 0
+
+
+@dataclass(slots=True)
+class ModelResolution:
+    """How a request's model was resolved, and who answered.
+
+    ``requested`` is the name the client sent; ``model`` the model chosen for it (through
+    aliases and ``select_model``), the head of its fallback chain; ``rule`` what chose it
+    (None when the name was used as is). ``answered_model`` and ``backend`` are set once,
+    when the upstream answer arrived (a fallback model may have answered; a stream resumed
+    elsewhere keeps the first).
+    """
+
+    requested: str
+    model: str
+    rule: str | None = None
+    answered_model: str | None = None
+    backend: Backend | None = None
+
+    def answered(self, model: str, backend: Backend) -> None:
+        self.answered_model, self.backend = model, backend

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+
+from tests.helpers import free_port
+
+__all__ = ["free_port"]
 
 
 @pytest.fixture(autouse=True)
@@ -24,16 +29,16 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
 
 
-def free_port() -> int:
-    """A free TCP port on loopback (for servers started in another process)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client session for talking to servers the test started (closed after it)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

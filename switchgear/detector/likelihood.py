@@ -69,7 +69,7 @@ class _Tail:
 class Likelihood:
     """Streaming likelihood of raw scores; O(1) per point plus an O(long) re-estimate."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, one per `detector.params` key
         self,
         *,
         short: int = 10,

@@ -50,7 +50,8 @@ def _net(hidden: int) -> Any:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             out, _ = self.lstm(x)
-            return self.head(out[:, -1, :]).squeeze(-1)
+            forecast: torch.Tensor = self.head(out[:, -1, :]).squeeze(-1)
+            return forecast
 
     return Forecaster()
 
@@ -85,7 +86,7 @@ class LSTMDetector:
 
     name = "lstm"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, one per `detector.params` key
         self,
         *,
         window: int = 50,

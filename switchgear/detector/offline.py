@@ -28,7 +28,10 @@ def score_series(
     det = make_detector(detector) if isinstance(detector, str) else detector
     batch = getattr(det, "score_block", None)
     if batch is not None:
-        return np.clip(np.asarray(batch(np.asarray(values, dtype=float)), dtype=float), 0.0, 1.0)
+        scores: np.ndarray = np.clip(
+            np.asarray(batch(np.asarray(values, dtype=float)), dtype=float), 0.0, 1.0
+        )
+        return scores
     out = np.empty(len(values))
     for i, v in enumerate(values):
         out[i] = run_inline(det, float(v))

@@ -69,7 +69,7 @@ async def supervise(
 
 
 class DetectorService:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the gateway parts it drives, each handed in
         self,
         settings: DetectorSettings,
         factories: dict[str, DetectorFactory],

@@ -12,18 +12,8 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 from switchgear.types import Backend
-
-
-@runtime_checkable
-class DiscoverySource(Protocol):
-    """Keeps its slice of a registry current until cancelled."""
-
-    name: str
-
-    async def run(self, registry: Registry) -> None: ...
 
 
 @dataclass(slots=True)

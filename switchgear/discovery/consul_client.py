@@ -68,7 +68,7 @@ def acl_message(exc: BaseException, what: str) -> str:
     return f"Consul refused {what}: {body} ({hint})"
 
 
-class _HTTPClient(consul.aio.HTTPClient):
+class _HTTPClient(consul.aio.HTTPClient):  # type: ignore[misc]  # py-consul has no type hints
     async def _request(
         self,
         callback: Any,
@@ -92,7 +92,7 @@ class _HTTPClient(consul.aio.HTTPClient):
         return await super()._request(noting, method, uri, headers, data, connections_timeout, raw)
 
 
-class Client(consul.aio.Consul):
+class Client(consul.aio.Consul):  # type: ignore[misc]  # py-consul has no type hints
     """``consul.aio.Consul`` whose HTTP layer logs ACL-filtered results."""
 
     def http_connect(

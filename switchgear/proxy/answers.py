@@ -1,7 +1,8 @@
 """What a successful upstream attempt hands back, and the bookkeeping of one attempt.
 
 An :class:`Attempt` records exactly one outcome per upstream call: it decrements the
-backend's outstanding count, feeds the breaker and EWMA, and emits one Observation.
+backend's outstanding count, feeds the breaker and EWMA, and emits one Observation. It
+carries the context of its own model (``ctx.model``), which the answers it makes read.
 """
 
 from __future__ import annotations
@@ -20,21 +21,25 @@ DRAIN_S = 0.5  # longest wait for the end of a stream after [DONE] before closin
 
 
 class Attempt:
-    __slots__ = ("state", "observe", "backend", "model", "t0", "headers_s", "ttft_s", "finished")
+    __slots__ = ("state", "observe", "backend", "ctx", "t0", "headers_s", "ttft_s", "finished")
 
     def __init__(
         self,
         state: BackendState,
         observe: Callable[[Observation], None],
         backend: Backend,
-        model: str,
+        ctx: RequestContext,
     ):
-        self.state, self.observe, self.backend, self.model = state, observe, backend, model
+        self.state, self.observe, self.backend, self.ctx = state, observe, backend, ctx
         self.t0 = time.perf_counter()
         self.headers_s: float | None = None
         self.ttft_s: float | None = None
         self.finished = False
         state.started(backend.id)
+
+    @property
+    def model(self) -> str:
+        return self.ctx.model
 
     def headers_at(self) -> None:
         self.headers_s = time.perf_counter() - self.t0
@@ -85,37 +90,11 @@ class Attempt:
         )
 
 
-class Answer:
-    """A complete non-streaming response body from ``backend`` for ``model``."""
+class _Answered:
+    """What both kinds of answer read from the attempt that made them."""
 
-    __slots__ = ("backend", "model", "body", "fallback_from")
-
-    def __init__(self, backend: Backend, model: str, body: dict[str, Any]) -> None:
-        self.backend, self.model, self.body = backend, model, body
-        self.fallback_from: str | None = None
-
-
-class StreamAnswer:
-    """An open upstream stream whose first chunk already arrived; the relay must ``close`` it."""
-
-    __slots__ = ("attempt", "ctx", "resp", "chunks", "first", "fallback_from")
-
-    def __init__(
-        self,
-        attempt: Attempt,
-        ctx: RequestContext,
-        resp: aiohttp.ClientResponse,
-        chunks: AsyncIterator[dict[str, Any]],
-        first: dict[str, Any] | None,
-    ) -> None:
-        self.attempt, self.ctx, self.resp, self.chunks, self.first = (
-            attempt,
-            ctx,
-            resp,
-            chunks,
-            first,
-        )
-        self.fallback_from: str | None = None
+    __slots__ = ()
+    attempt: Attempt
 
     @property
     def backend(self) -> Backend:
@@ -124,6 +103,36 @@ class StreamAnswer:
     @property
     def model(self) -> str:
         return self.attempt.model
+
+    @property
+    def ctx(self) -> RequestContext:
+        return self.attempt.ctx
+
+
+class Answer(_Answered):
+    """A complete non-streaming response body, from the attempt's backend and model."""
+
+    __slots__ = ("attempt", "body", "fallback_from")
+
+    def __init__(self, attempt: Attempt, body: dict[str, Any]) -> None:
+        self.attempt, self.body = attempt, body
+        self.fallback_from: str | None = None
+
+
+class StreamAnswer(_Answered):
+    """An open upstream stream whose first chunk already arrived; the relay must ``close`` it."""
+
+    __slots__ = ("attempt", "resp", "chunks", "first", "fallback_from")
+
+    def __init__(
+        self,
+        attempt: Attempt,
+        resp: aiohttp.ClientResponse,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+    ) -> None:
+        self.attempt, self.resp, self.chunks, self.first = attempt, resp, chunks, first
+        self.fallback_from: str | None = None
 
     async def close(self, *, complete: bool = False) -> None:
         """Release the upstream connection.

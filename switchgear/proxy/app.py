@@ -81,7 +81,6 @@ def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManag
     app[keys.OBSERVERS] = []
     catalog = ModelCatalog(settings, app[keys.REGISTRY], Policies(settings))
     app[keys.CATALOG] = catalog
-    app[keys.MODEL_INFO] = catalog.infos
     app[keys.ALIASES] = catalog.aliases
     app[keys.API_KEYS] = tuple(k.encode() for k in settings.auth.resolved_api_keys())
     admin_key = settings.auth.resolved_admin_key()
@@ -108,7 +107,6 @@ def setup_discovery(app: web.Application) -> None:
             register=sources.append,
             settings=app[keys.SETTINGS],
         )
-        app[keys.DISCOVERY_SOURCES] = sources
         for source in sources:
             await _preflight(source)
         registry, catalog = app[keys.REGISTRY], app[keys.CATALOG]
@@ -183,7 +181,6 @@ def setup_upstream(app: web.Application) -> None:
             skip_auto_headers=("User-Agent",),
             auto_decompress=True,
         )
-        app[keys.SESSION] = session
         metrics, observers = app[keys.METRICS], app[keys.OBSERVERS]
 
         def observe(obs: Observation) -> None:

@@ -7,8 +7,8 @@ model catalogue: what a KV entry sets (aliases, fallback chain, context length..
 the config for that model, and an alias KV gives a model wins over the same alias in config,
 so one KV write changes routing on every gateway.
 
-The result is published in ``app[MODEL_INFO]`` and ``app[ALIASES]`` (the same dict objects,
-updated in place, so readers may keep a reference) and in the upstream's
+The result is published in :attr:`ModelCatalog.infos` and ``app[ALIASES]`` (the same dict
+objects, updated in place, so readers may keep a reference) and in the upstream's
 :class:`~switchgear.proxy.policy.Policies`. It is rebuilt lazily: :meth:`ModelCatalog.refresh`
 compares the registry's version and the KV version with those it was built from, so a
 request pays one tuple comparison when nothing changed.

@@ -1,67 +1,32 @@
-"""The shared path of the three proxied endpoints: read, validate, route, call, answer.
+"""The shared path of the three proxied endpoints: read, route, call, answer.
 
-Views only name their endpoint and the field that carries the input; everything else
-(body limit, JSON parsing, model resolution through aliases and the ``select_model`` hook,
-upstream call, JSON or SSE answer) is here, once.
+Views only name their endpoint; everything else (the parsed request of
+:mod:`switchgear.proxy.request`, model resolution through aliases and the ``select_model``
+hook, upstream call, JSON or SSE answer) is here, once.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
 
 from aiohttp import web
 
-from switchgear.bodies import read_json_object
-from switchgear.errors import InvalidRequest, ModelNotFound
+from switchgear.errors import ModelNotFound
 from switchgear.plugins.manager import first_result_sync
 from switchgear.proxy import keys
 from switchgear.proxy.answers import StreamAnswer
 from switchgear.proxy.relay import json_response, relay_stream
+from switchgear.proxy.request import read_request
 from switchgear.proxy.shadow import start_shadow
-from switchgear.types import Endpoint, ModelInfo, RequestContext, RouteDecision
-
-_INT_FIELDS = ("max_tokens", "max_completion_tokens", "n")
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    if keys.BODY in request:  # parsed by the rate limiter already
-        body = request[keys.BODY]
-        if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        return body
-    return await read_json_object(request, request.app[keys.SETTINGS].limits.max_body_bytes)
-
-
-def validate(body: dict[str, Any], endpoint: Endpoint, input_field: str, cap: int | None) -> None:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", param="model")
-    value = body.get(input_field)
-    if endpoint == "chat.completions":
-        if not isinstance(value, list) or not value or not all(isinstance(m, dict) for m in value):
-            raise InvalidRequest(
-                "'messages' must be a non-empty array of message objects", param="messages"
-            )
-    elif value is None or not isinstance(value, str | list):
-        raise InvalidRequest(f"'{input_field}' must be a string or an array", param=input_field)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest("'stream' must be a boolean", param="stream")
-    if (
-        "stream_options" in body
-        and body["stream_options"] is not None
-        and not isinstance(body["stream_options"], dict)
-    ):
-        raise InvalidRequest("'stream_options' must be an object", param="stream_options")
-    for name in _INT_FIELDS:
-        v = body.get(name)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
-    if cap is not None:
-        for name in ("max_tokens", "max_completion_tokens"):
-            if name in body and body[name] is not None and body[name] > cap:
-                body[name] = cap
+from switchgear.types import (
+    Endpoint,
+    ModelInfo,
+    ModelResolution,
+    ParsedRequest,
+    RequestContext,
+    RouteDecision,
+)
 
 
 def known_models(app: web.Application) -> dict[str, ModelInfo]:
@@ -73,65 +38,74 @@ def known_models(app: web.Application) -> dict[str, ModelInfo]:
     return infos
 
 
-def resolve_model(request: web.Request, ctx: RequestContext) -> None:
-    """Set ``ctx.model`` and, when a plugin chose it, ``ctx.route_rule``.
+def request_context(request: web.Request, parsed: ParsedRequest) -> RequestContext:
+    """The context ``select_model`` sees: ``model`` is the alias target, else the name sent.
+
+    Read after :func:`known_models`, which brings the alias map up to date.
+    """
+    name = parsed.model
+    return RequestContext(
+        request_id=request[keys.REQUEST_ID],
+        endpoint=parsed.endpoint,
+        body=parsed.body,
+        requested_model=name,
+        model=request.app[keys.ALIASES].get(name, name),
+        stream=parsed.stream,
+        api_key_id=request.get(keys.API_KEY_ID),
+        request=parsed,
+    )
+
+
+def resolve_model(
+    app: web.Application, ctx: RequestContext, models: Mapping[str, ModelInfo]
+) -> ModelResolution:
+    """The model for ``ctx`` and, when a plugin chose it, the rule that did.
 
     A configured alias maps to its model first. Every request then goes through the
     ``select_model`` hook: the prompt router acts on routing aliases only, the canary plugin
     on the concrete models its rules name; a third-party plugin may act on anything. When no
     plugin decides, a concrete known model is used as named.
     """
-    app = request.app
     name = ctx.requested_model
-    models = known_models(app)
-    target = app[keys.ALIASES].get(name)
-    if target is not None:
-        ctx.model = target
-    routed = target is None and name in app[keys.SETTINGS].router.aliases
+    aliased = name in app[keys.ALIASES]
+    routed = not aliased and name in app[keys.SETTINGS].router.aliases
     decision = first_result_sync(app[keys.PLUGINS], "select_model", ctx=ctx, models=models)
     if isinstance(decision, RouteDecision):
-        ctx.model, ctx.route_rule = decision.model, decision.rule
-        ctx.attributes["routed_model"] = decision.model
-        alias = name if routed or name in models or target is not None else "other"
+        alias = name if routed or name in models or aliased else "other"
         app[keys.METRICS].route_decision(alias, decision.model, decision.rule)
-        return
+        return ModelResolution(name, decision.model, decision.rule)
     if not routed and (ctx.model in models or app[keys.REGISTRY].backends(ctx.model)):
-        return
+        return ModelResolution(name, ctx.model)
+    raise _not_found(name, routed, models)
+
+
+def _not_found(name: str, routed: bool, models: Mapping[str, ModelInfo]) -> ModelNotFound:
     if routed and not models:
-        raise ModelNotFound(f"no model can serve the routing alias `{name}`", param="model")
+        return ModelNotFound(f"no model can serve the routing alias `{name}`", param="model")
     if not routed:
         available = ", ".join(sorted(models)) or "none"
-        raise ModelNotFound(
+        return ModelNotFound(
             f"The model `{name}` does not exist. Available models: {available}", param="model"
         )
-    raise ModelNotFound(
+    return ModelNotFound(
         f"no routing plugin chose a model for `{name}`; available models: "
         f"{', '.join(sorted(models))}",
         param="model",
     )
 
 
-async def dispatch(
-    request: web.Request, endpoint: Endpoint, input_field: str
-) -> web.StreamResponse:
+async def dispatch(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     app = request.app
-    body = await read_json(request)
-    validate(body, endpoint, input_field, app[keys.SETTINGS].limits.max_tokens_cap)
-    model = body["model"]
-    ctx = RequestContext(
-        request_id=request[keys.REQUEST_ID],
-        endpoint=endpoint,
-        body=body,
-        requested_model=model,
-        model=model,
-        stream=endpoint != "embeddings" and body.get("stream") is True,
-        api_key_id=request.get(keys.API_KEY_ID),
-    )
-    resolve_model(request, ctx)
-    request[keys.ANSWERED_BY] = (ctx.model, "none", "none")
+    parsed = await read_request(request, endpoint)
+    models = known_models(app)
+    ctx = request_context(request, parsed)
+    resolution = resolve_model(app, ctx, models)
+    ctx = ctx.routed(resolution)
+    request[keys.ANSWERED_BY] = (resolution.model, "none", "none")
     t0 = time.perf_counter()
     answer = await app[keys.UPSTREAM].run(ctx)
     backend = answer.backend
+    resolution.answered(answer.model, backend)
     request[keys.ANSWERED_BY] = (answer.model, backend.id, backend.datacenter)
     if answer.fallback_from is not None:
         app[keys.METRICS].fallback(answer.fallback_from, answer.model)

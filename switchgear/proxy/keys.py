@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import aiohttp
 import pluggy
 from aiohttp import web
 
@@ -22,7 +21,7 @@ from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.upstream import Upstream
 from switchgear.settings import Settings
-from switchgear.types import ModelInfo, Observation
+from switchgear.types import Observation, ParsedRequest
 
 if TYPE_CHECKING:  # views.dashboard imports this module
     from switchgear.proxy.views.dashboard import DashboardSources
@@ -30,20 +29,14 @@ if TYPE_CHECKING:  # views.dashboard imports this module
 SETTINGS = web.AppKey("settings", Settings)
 PLUGINS = web.AppKey("plugins", pluggy.PluginManager)
 REGISTRY = web.AppKey("registry", Registry)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
 METRICS = web.AppKey("metrics", Metrics)
 BACKEND_STATE = web.AppKey("backend_state", BackendState)
 UPSTREAM = web.AppKey("upstream", Upstream)
 #: Called with every finished upstream attempt; exceptions are logged and ignored.
 OBSERVERS: web.AppKey[list[Callable[[Observation], None]]] = web.AppKey("observers", list)
-#: Every known model as ModelInfo: config, catalogue, backend meta and Consul KV merged by
-#: CATALOG (``app[CATALOG].refresh()`` brings it up to date; it is updated in place).
-MODEL_INFO: web.AppKey[dict[str, ModelInfo]] = web.AppKey("model_info", dict)
 CATALOG = web.AppKey("catalog", ModelCatalog)
 #: Background shadow requests in flight (cancelled and awaited on cleanup).
 SHADOW_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("shadow_tasks", set)
-#: Discovery sources registered through the ``register_discovery`` hook.
-DISCOVERY_SOURCES: web.AppKey[list[object]] = web.AppKey("discovery_sources", list)
 
 #: The running detector (engine, policy, actions); absent when ``detector.enabled`` is false.
 DETECTOR = web.AppKey("detector", DetectorService)
@@ -62,7 +55,7 @@ ADMIN_KEY: web.AppKey[tuple[bytes, ...]] = web.AppKey("admin_key", tuple)
 DASHBOARD_SOURCES: web.AppKey[DashboardSources] = web.AppKey("dashboard_sources")
 #: Per-key request and token buckets (``rate_limits``).
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
-#: The parsed JSON body, when a middleware already read it (dispatch reuses it).
-BODY: web.RequestKey[object] = web.RequestKey("body", object)
+#: The client's request, parsed and validated once (``switchgear.proxy.request``).
+PARSED_REQUEST = web.RequestKey("parsed_request", ParsedRequest)
 #: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
 TOKENS_USED = web.RequestKey("tokens_used", int)

@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 from aiohttp import web
 
 from switchgear.auth import bearer_token, is_loopback, match_key
@@ -23,7 +22,9 @@ from switchgear.errors import (
     error_response,
 )
 from switchgear.proxy import keys
-from switchgear.proxy.ratelimit import estimate_tokens
+from switchgear.proxy.ratelimit import token_cost
+from switchgear.proxy.request import ENDPOINTS, read_request
+from switchgear.types import ParsedRequest
 
 log = logging.getLogger("switchgear.proxy")
 
@@ -142,15 +143,15 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     if not limiter.enabled or request.method != "POST" or not request.path.startswith("/v1/"):
         return await handler(request)
     key = request.get(keys.API_KEY_ID) or f"ip:{request.remote}"
-    estimate = 0
-    if limiter.limits(key).tokens_per_minute:
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            body = None  # the handler reads it again and answers 400
-        else:
-            request[keys.BODY] = body
-        estimate = estimate_tokens(body)
+    parsed: ParsedRequest | None = None
+    invalid: APIError | None = None
+    endpoint = ENDPOINTS.get(request.path)
+    if endpoint is not None and limiter.limits(key).tokens_per_minute:
+        try:  # the token estimate needs the parsed request; the handler reuses it
+            parsed = await read_request(request, endpoint)
+        except APIError as exc:
+            invalid = exc  # answered once the request is counted, as the handler would
+    estimate = token_cost(parsed)
     refused = limiter.take(key, estimate)
     if refused is not None:
         which, wait = refused
@@ -161,6 +162,8 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
             retry_after=wait,
             headers={f"x-ratelimit-limit-{which}": str(per_minute)},
         )
+    if invalid is not None:
+        raise invalid
     try:
         return await handler(request)
     finally:

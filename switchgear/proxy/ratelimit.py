@@ -2,9 +2,9 @@
 
 Each API key (or, when /v1 is open, each client address) has two buckets that hold up to one
 minute of allowance and refill continuously. A request takes one request and an estimate of
-its tokens up front (about four characters a token for the prompt, plus ``max_tokens`` /
-``max_completion_tokens``); when the answer reports its usage, the estimate is replaced by the
-real count. A bucket without room answers 429 ``rate_limit_exceeded`` with ``Retry-After``:
+its tokens up front (the parsed request's prompt estimate, see :mod:`switchgear.proxy.text`,
+plus ``max_tokens`` / ``max_completion_tokens``); when the answer reports its usage, the
+estimate is replaced by the real count. A bucket without room answers 429 ``rate_limit_exceeded`` with ``Retry-After``:
 the seconds until the request would fit.
 
 Memory: one entry per key seen; past :data:`MAX_KEYS` entries, full buckets (idle keys) are
@@ -14,12 +14,11 @@ dropped, so an open gateway hit from many addresses stays bounded.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from switchgear.settings.gateway import RateLimit, RateLimits
+from switchgear.types import ParsedRequest
 
 MAX_KEYS = 10_000
-_TEXT_FIELDS = ("messages", "prompt", "input")
 
 
 class Bucket:
@@ -96,15 +95,11 @@ class RateLimiter:
         return self.settings.for_key(key)
 
 
-def estimate_tokens(body: Any) -> int:
-    """Tokens a request may use: ~4 characters a prompt token, plus the completion cap."""
-    if not isinstance(body, dict):
+def token_cost(request: ParsedRequest | None) -> int:
+    """Tokens a request takes up front: its prompt estimate plus its completion cap (at least 1).
+
+    None (a body that is not a valid request) costs nothing: it is answered 400.
+    """
+    if request is None:
         return 0
-    chars = sum(len(str(body.get(f) or "")) for f in _TEXT_FIELDS)
-    out = 0
-    for name in ("max_completion_tokens", "max_tokens"):
-        v = body.get(name)
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            out = v
-            break
-    return chars // 4 + 1 + out
+    return max(1, request.prompt_tokens + (request.max_tokens or 0))

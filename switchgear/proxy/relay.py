@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -41,9 +41,9 @@ def answer_headers(ctx: RequestContext, answer: Answer | StreamAnswer) -> dict[s
     headers = {"x-switchgear-backend": f"{b.id}; dc={b.datacenter}"}
     if answer.fallback_from is not None:
         headers["x-switchgear-fallback"] = f"{answer.fallback_from} -> {answer.model}"
-    if ctx.route_rule is not None:
-        routed = ctx.attributes.get("routed_model", ctx.model)
-        headers["x-switchgear-route"] = f"{routed}; rule={ctx.route_rule}"
+    resolution = ctx.resolution
+    if resolution is not None and resolution.rule is not None:
+        headers["x-switchgear-route"] = f"{resolution.model}; rule={resolution.rule}"
     return headers
 
 
@@ -58,6 +58,10 @@ def json_response(ctx: RequestContext, answer: Answer) -> web.Response:
     )
 
 
+#: How a relayed stream ended: ``[DONE]`` sent, an in-band error sent, or the client left.
+_Outcome = Literal["done", "error", "gone"]
+
+
 async def relay_stream(
     request: web.Request, ctx: RequestContext, answer: StreamAnswer, pm: pluggy.PluginManager
 ) -> web.StreamResponse:
@@ -65,60 +69,100 @@ async def relay_stream(
     headers.update(SSE_HEADERS)
     headers["x-request-id"] = request[REQUEST_ID]
     resp = web.StreamResponse(status=200, headers=headers)
-    transcript = Transcript()
-    complete = False
+    relay = _Relay(request, resp, ctx, answer, pm)
+    outcome: _Outcome = "gone"
     try:
         try:
             await resp.prepare(request)
         except BaseException:
             answer.attempt.failed(499, "client_gone", fault=False)
             raise
+        outcome = await relay.run()
+    finally:
+        await relay.answer.close(complete=outcome == "done")
+        if relay.transcript.total_tokens is not None:
+            request[TOKENS_USED] = relay.transcript.total_tokens
+    if outcome != "gone":
+        await resp.write_eof()
+    return resp
+
+
+class _Relay:
+    """One client stream, fed by ``answer`` and then by each stream that resumed it.
+
+    ``ctx`` is the request's context (what a resumed stream continues); each answer's chunks
+    go through ``rewrite_response`` with that answer's own context.
+    """
+
+    def __init__(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        ctx: RequestContext,
+        answer: StreamAnswer,
+        pm: pluggy.PluginManager,
+    ) -> None:
+        self.request, self.resp, self.ctx, self.answer, self.pm = request, resp, ctx, answer, pm
+        self.transcript = Transcript()
+
+    async def run(self) -> _Outcome:
         while True:
             try:
-                tokens = await _pump(resp, ctx, answer, pm, transcript)
+                tokens = await _pump(self.resp, self.answer, self.pm, self.transcript)
             except _ClientGone as gone:
-                answer.attempt.failed(499, "client_gone", fault=False, tokens=gone.tokens)
-                return resp
+                self.answer.attempt.failed(499, "client_gone", fault=False, tokens=gone.tokens)
+                return "gone"
             except asyncio.CancelledError:
-                answer.attempt.failed(499, "cancelled", fault=False)
+                self.answer.attempt.failed(499, "cancelled", fault=False)
                 raise
             except Exception as exc:
-                err, reason = _stream_error(exc, answer.backend.id)
-                log.warning(
-                    "request %s: stream from %s failed after the first byte: %s",
-                    ctx.request_id,
-                    answer.backend.id,
-                    reason,
-                )
-                answer.attempt.failed(err.status, reason, tokens=getattr(exc, "tokens", 0))
-                await answer.close(complete=False)
-                try:
-                    nxt = await resume(request.app[UPSTREAM], ctx, transcript, answer)
-                except Exception:
-                    log.exception("request %s: resuming the stream failed", ctx.request_id)
-                    nxt = None
-                if nxt is not None:
-                    answer = nxt
+                err = await self._failed(exc)
+                if await self._resumed():
                     continue
-                try:
-                    await resp.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
-                except ConnectionResetError:
-                    return resp
-                break
-            try:
-                await resp.write(DONE)
-            except ConnectionResetError:
-                answer.attempt.failed(499, "client_gone", fault=False, tokens=tokens)
-                return resp
-            answer.attempt.done(200, tokens)
-            complete = True
-            break
-    finally:
-        await answer.close(complete=complete)
-        if transcript.total_tokens is not None:
-            request[TOKENS_USED] = transcript.total_tokens
-    await resp.write_eof()
-    return resp
+                return await self._send_error(err)
+            return await self._finish(tokens)
+
+    async def _failed(self, exc: Exception) -> APIError:
+        """Record the failure of the current stream and close it; returns the in-band error."""
+        answer = self.answer
+        err, reason = _stream_error(exc, answer.backend.id)
+        log.warning(
+            "request %s: stream from %s failed after the first byte: %s",
+            self.ctx.request_id,
+            answer.backend.id,
+            reason,
+        )
+        answer.attempt.failed(err.status, reason, tokens=getattr(exc, "tokens", 0))
+        await answer.close(complete=False)
+        return err
+
+    async def _resumed(self) -> bool:
+        """Whether another backend took over the failed stream (it is ``self.answer`` then)."""
+        try:
+            nxt = await resume(self.request.app[UPSTREAM], self.ctx, self.transcript, self.answer)
+        except Exception:
+            log.exception("request %s: resuming the stream failed", self.ctx.request_id)
+            return False
+        if nxt is None:
+            return False
+        self.answer = nxt
+        return True
+
+    async def _send_error(self, err: APIError) -> _Outcome:
+        try:
+            await self.resp.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
+        except ConnectionResetError:
+            return "gone"
+        return "error"
+
+    async def _finish(self, tokens: int) -> _Outcome:
+        try:
+            await self.resp.write(DONE)
+        except ConnectionResetError:
+            self.answer.attempt.failed(499, "client_gone", fault=False, tokens=tokens)
+            return "gone"
+        self.answer.attempt.done(200, tokens)
+        return "done"
 
 
 class _ClientGone(Exception):
@@ -128,7 +172,6 @@ class _ClientGone(Exception):
 
 async def _pump(
     resp: web.StreamResponse,
-    ctx: RequestContext,
     answer: StreamAnswer,
     pm: pluggy.PluginManager,
     transcript: Transcript,
@@ -138,7 +181,7 @@ async def _pump(
     Upstream failures propagate with a ``tokens`` attribute; a client that went away
     raises :class:`_ClientGone`.
     """
-    backend = answer.backend
+    ctx, backend = answer.ctx, answer.backend
     rename = answer.model if answer.fallback_from is not None else None
     tokens = 0
     chunk = answer.first

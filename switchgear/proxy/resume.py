@@ -21,13 +21,14 @@ sent are never continued.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from switchgear.errors import APIError
 from switchgear.proxy.answers import StreamAnswer
+from switchgear.proxy.request import describe
 from switchgear.proxy.upstream import Upstream
-from switchgear.types import RequestContext
+from switchgear.types import ParsedRequest, RequestContext
 
 log = logging.getLogger("switchgear.proxy.resume")
 
@@ -100,10 +101,10 @@ class Transcript:
         return chunk
 
 
-def continuation_body(body: dict[str, Any], text: str, tokens: int) -> dict[str, Any]:
+def continuation_body(request: ParsedRequest, text: str, tokens: int) -> dict[str, Any]:
     """The client's request, asking to continue ``text`` (already ``tokens`` long)."""
-    out = dict(body)
-    out["messages"] = [*body["messages"], {"role": "assistant", "content": text}]
+    out = dict(request.body)
+    out["messages"] = [*request.messages, {"role": "assistant", "content": text}]
     out["continue_final_message"] = True
     out["add_generation_prompt"] = False
     for name in ("max_tokens", "max_completion_tokens"):
@@ -112,38 +113,42 @@ def continuation_body(body: dict[str, Any], text: str, tokens: int) -> dict[str,
     return out
 
 
+def _resumable(request: ParsedRequest, transcript: Transcript) -> bool:
+    return (
+        request.endpoint == "chat.completions"
+        and transcript.resumable
+        and transcript.resumes < MAX_RESUMES
+        and request.n in (None, 1)
+    )
+
+
 async def resume(
     upstream: Upstream, ctx: RequestContext, transcript: Transcript, failed: StreamAnswer
 ) -> StreamAnswer | None:
-    """A stream that continues ``transcript`` elsewhere, or None when none can."""
+    """A stream that continues ``transcript`` elsewhere, or None when none can.
+
+    ``ctx`` is the request's context: its parsed request is what the client sent, whatever
+    the continuations before sent upstream.
+    """
     transcript.excluded.add(failed.backend.id)
-    n = ctx.body.get("n")
-    if (
-        ctx.endpoint != "chat.completions"
-        or not transcript.resumable
-        or transcript.resumes >= MAX_RESUMES
-        or (n is not None and n != 1)
-    ):
+    request = ctx.request or describe(ctx.body, ctx.endpoint)
+    if not _resumable(request, transcript):
         return None
     policies = upstream.policies
     chain = policies.chain(failed.model)
     text = transcript.text
     if text:
         models = [m for m in chain if policies.get(m).supports_continuation]
-        body = continuation_body(ctx.body, text, transcript.tokens)
+        body = continuation_body(request, text, transcript.tokens)
     else:
-        models, body = chain, ctx.body
+        models, body = chain, request.body
     if not models:
         return None
-    rctx = RequestContext(
-        request_id=ctx.request_id,
-        endpoint=ctx.endpoint,
+    rctx = replace(
+        ctx,
         body=body,
-        requested_model=ctx.requested_model,
         model=models[0],
         stream=True,
-        api_key_id=ctx.api_key_id,
-        route_rule=ctx.route_rule,
         attributes={**ctx.attributes, "continuation": bool(text)},
     )
     try:

@@ -2,8 +2,8 @@
 
 A plugin (the built-in canary, :mod:`switchgear.default_plugins.canary`) decides which
 requests to mirror and leaves a :class:`ShadowPlan` in ``ctx.attributes[SHADOW_KEY]``;
-:func:`start_shadow` runs :func:`mirror`
-in a background task, through the gateway's normal upstream path (backends, adapters,
+:func:`start_shadow` runs :func:`mirror` in a background task: the client's parsed request,
+for the plan's model, through the gateway's normal upstream path (backends, adapters,
 retries), never streamed. The candidate's answer is recorded by the plugin, never returned.
 
 Resource rules: tasks live in ``app[SHADOW_TASKS]``; at most :data:`MAX_IN_FLIGHT` run at
@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +25,8 @@ from aiohttp import web
 from switchgear.errors import UpstreamError
 from switchgear.proxy import keys
 from switchgear.proxy.answers import StreamAnswer
-from switchgear.types import RequestContext
+from switchgear.proxy.request import describe
+from switchgear.types import ModelResolution, RequestContext
 
 log = logging.getLogger("switchgear.proxy.shadow")
 
@@ -63,8 +64,10 @@ async def mirror(
     (backends, adapters, retries) and returns the OpenAI body; ``primary`` is the body the
     client received (None when it was streamed). Failures are recorded, never raised.
     """
-    body = {**ctx.body, "model": plan.model, "stream": False}
+    request = ctx.request or describe(ctx.body, ctx.endpoint)
+    body = {**request.body, "model": plan.model, "stream": False}
     body.pop("stream_options", None)
+    rule = f"shadow:{plan.source_model}->{plan.model}"
     shadow = RequestContext(
         request_id=f"{ctx.request_id}-shadow",
         endpoint=ctx.endpoint,
@@ -72,7 +75,9 @@ async def mirror(
         requested_model=plan.model,
         model=plan.model,
         api_key_id=ctx.api_key_id,
-        route_rule=f"shadow:{plan.source_model}->{plan.model}",
+        route_rule=rule,
+        request=replace(request, model=plan.model, body=body, stream=False),
+        resolution=ModelResolution(plan.model, plan.model, rule),
     )
     started = time.monotonic()
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -42,7 +43,7 @@ from switchgear.plugins.manager import chain_sync, first_result_sync
 from switchgear.proxy.answers import Answer, Attempt, StreamAnswer
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.policy import ModelPolicy, Policies, is_context_error
-from switchgear.types import Backend, Observation, RequestContext
+from switchgear.types import Adapter, Backend, Observation, PreparedRequest, RequestContext
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
@@ -59,19 +60,17 @@ class _ModelFailed(Exception):
         self.error, self.context = error, context
 
 
+@dataclass(slots=True)
 class Upstream:
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        pm: pluggy.PluginManager,
-        registry: Registry,
-        state: BackendState,
-        policies: Policies,
-        observe: Callable[[Observation], None],
-        on_retry: Callable[[str], None],
-    ) -> None:
-        self.session, self.pm, self.registry, self.state = session, pm, registry, state
-        self.policies, self.observe, self.on_retry = policies, observe, on_retry
+    """The gateway's upstream client: one per app, built by its cleanup context."""
+
+    session: aiohttp.ClientSession
+    pm: pluggy.PluginManager
+    registry: Registry
+    state: BackendState
+    policies: Policies
+    observe: Callable[[Observation], None]
+    on_retry: Callable[[str], None]
 
     async def run(
         self,
@@ -83,7 +82,8 @@ class Upstream:
         """Answer ``ctx`` from its model or the fallback chain; raises the APIError to send.
 
         ``models`` replaces the chain and ``exclude`` names backends not to use (a resumed
-        stream must not go back to the backend that just failed it).
+        stream must not go back to the backend that just failed it). Each model is tried
+        with its own context (``ctx.for_model``); ``ctx`` itself is never changed.
         """
         first = ctx.model
         error: APIError | None = None
@@ -92,9 +92,8 @@ class Upstream:
             pol = self.policies.get(model)
             if min_context is not None and (pol.context_length or 0) <= min_context:
                 continue
-            ctx.model = model
             try:
-                answer = await self._try_model(ctx, model, pol, exclude)
+                answer = await self._try_model(ctx.for_model(model), pol, exclude)
             except _ModelFailed as exc:
                 if exc.context:
                     min_context = pol.context_length or 0
@@ -104,13 +103,12 @@ class Upstream:
                 continue
             answer.fallback_from = first if model != first else None
             return answer
-        ctx.model = first
         raise error or NoHealthyBackend(f"no healthy backend for model {first}")
 
     async def _try_model(
-        self, ctx: RequestContext, model: str, pol: ModelPolicy, exclude: frozenset[str]
+        self, ctx: RequestContext, pol: ModelPolicy, exclude: frozenset[str]
     ) -> Answer | StreamAnswer:
-        state = self.state
+        model, state = ctx.model, self.state
         candidates = [
             b for b in self.registry.backends(model) if state.healthy(b.id) and b.id not in exclude
         ]
@@ -140,7 +138,7 @@ class Upstream:
                     await asyncio.sleep(delay)
             tried.add(backend.id)
             try:
-                return await self._attempt(ctx, backend, model, pol)
+                return await self._attempt(ctx, backend, pol)
             except _Retryable as exc:
                 error = exc.error
                 if exc.retry_after is not None:
@@ -153,8 +151,9 @@ class Upstream:
         raise _ModelFailed(error or NoHealthyBackend(f"no healthy backend for model {model}"))
 
     async def _attempt(
-        self, ctx: RequestContext, backend: Backend, model: str, pol: ModelPolicy
+        self, ctx: RequestContext, backend: Backend, pol: ModelPolicy
     ) -> Answer | StreamAnswer:
+        """One call to one backend; its outcome is recorded once, on its :class:`Attempt`."""
         adapter = first_result_sync(self.pm, "adapter_for_backend", backend=backend)
         if adapter is None:
             raise _Retryable(
@@ -163,10 +162,37 @@ class Upstream:
                 fault=False,
             )
         body = dict(ctx.body)
-        body["model"] = model
+        body["model"] = ctx.model
         body = chain_sync(self.pm, "rewrite_request", "body", ctx=ctx, body=body, backend=backend)
         prep = adapter.prepare(backend, ctx, body)
-        att = Attempt(self.state, self.observe, backend, model)
+        att = Attempt(self.state, self.observe, backend, ctx)
+        try:
+            try:
+                return await self._exchange(att, adapter, prep, pol)
+            except UpstreamStatus:
+                raise
+            except (TimeoutError, aiohttp.ClientError, UpstreamError, HttpProcessingError) as exc:
+                raise _transport_failure(exc, att) from None
+        except _Retryable as exc:
+            att.failed(exc.error.status, exc.reason, fault=exc.fault)
+            raise
+        except UpstreamStatus as exc:
+            att.failed(exc.status, f"http_{exc.status}", fault=False)
+            if exc.status == 400 and is_context_error(exc.payload):
+                raise _ModelFailed(exc, context=True) from None
+            raise
+        except asyncio.CancelledError:
+            att.failed(499, "cancelled", fault=False)
+            raise
+        except BaseException:
+            att.failed(500, "internal", fault=False)
+            raise
+
+    async def _exchange(
+        self, att: Attempt, adapter: Adapter, prep: PreparedRequest, pol: ModelPolicy
+    ) -> Answer | StreamAnswer:
+        """Send ``prep`` and read the answer; the response is closed unless a stream owns it."""
+        ctx, backend = att.ctx, att.backend
         resp: aiohttp.ClientResponse | None = None
         handed_off = False
         try:
@@ -182,15 +208,9 @@ class Upstream:
                 if resp.status >= 400:
                     await self._status_error(resp, backend)
                 if ctx.stream:
-                    chunks = adapter.stream(backend, ctx, resp.content.__aiter__())
-                    try:
-                        first = await anext(chunks, None)
-                    except BaseException:
-                        await chunks.aclose()
-                        raise
-                    att.first_token()
+                    answer = await _open_stream(att, adapter, resp)
                     handed_off = True
-                    return StreamAnswer(att, ctx, resp, chunks, first)
+                    return answer
             raw = await resp.read()
             try:
                 payload = adapter.decode(backend, ctx, orjson.loads(raw))
@@ -201,48 +221,7 @@ class Upstream:
             )
             resp.release()
             att.done(200, usage_tokens(payload))
-            return Answer(backend, model, payload)
-        except _Retryable as exc:
-            att.failed(exc.error.status, exc.reason, fault=exc.fault)
-            raise
-        except TimeoutError as exc:
-            answered = att.ttft_s if ctx.stream else att.headers_s
-            reason = "ttft_timeout" if answered is None else "timeout"
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                reason = "connect_timeout"
-            att.failed(504, reason)
-            raise _Retryable(
-                UpstreamTimeout(f"backend {backend.id} timed out ({reason})"), reason
-            ) from None
-        except aiohttp.ClientConnectorError:
-            att.failed(502, "connect")
-            raise _Retryable(
-                UpstreamError(f"cannot connect to backend {backend.id}"), "connect"
-            ) from None
-        except aiohttp.ClientError:
-            att.failed(502, "reset")
-            raise _Retryable(
-                UpstreamError(f"connection to backend {backend.id} was lost"), "reset"
-            ) from None
-        except UpstreamStatus as exc:
-            att.failed(exc.status, f"http_{exc.status}", fault=False)
-            if exc.status == 400 and is_context_error(exc.payload):
-                raise _ModelFailed(exc, context=True) from None
-            raise
-        except UpstreamError as exc:
-            att.failed(502, "bad_response")
-            raise _Retryable(exc, "bad_response") from None
-        except HttpProcessingError:  # e.g. an SSE line longer than the read buffer
-            att.failed(502, "bad_response")
-            raise _Retryable(
-                UpstreamError(f"backend {backend.id} sent a malformed response"), "bad_response"
-            ) from None
-        except asyncio.CancelledError:
-            att.failed(499, "cancelled", fault=False)
-            raise
-        except BaseException:
-            att.failed(500, "internal", fault=False)
-            raise
+            return Answer(att, payload)
         finally:
             if resp is not None and not handed_off:
                 resp.close()
@@ -267,6 +246,39 @@ class Upstream:
                 err, f"http_{status}", retry_after=retry_after if status == 503 else None
             )
         raise err
+
+
+async def _open_stream(
+    att: Attempt, adapter: Adapter, resp: aiohttp.ClientResponse
+) -> StreamAnswer:
+    """The stream of ``resp`` once its first chunk arrived (within the ttft deadline)."""
+    chunks = adapter.stream(att.backend, att.ctx, resp.content.__aiter__())
+    try:
+        first = await anext(chunks, None)
+    except BaseException:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        raise
+    att.first_token()
+    return StreamAnswer(att, resp, chunks, first)
+
+
+def _transport_failure(exc: BaseException, att: Attempt) -> _Retryable:
+    """The retryable error for a call that failed before its answer was complete."""
+    bid = att.backend.id
+    if isinstance(exc, TimeoutError):
+        answered = att.ttft_s if att.ctx.stream else att.headers_s
+        reason = "ttft_timeout" if answered is None else "timeout"
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            reason = "connect_timeout"
+        return _Retryable(UpstreamTimeout(f"backend {bid} timed out ({reason})"), reason)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _Retryable(UpstreamError(f"cannot connect to backend {bid}"), "connect")
+    if isinstance(exc, aiohttp.ClientError):
+        return _Retryable(UpstreamError(f"connection to backend {bid} was lost"), "reset")
+    if isinstance(exc, UpstreamError):
+        return _Retryable(exc, "bad_response")
+    # e.g. an SSE line longer than the read buffer
+    return _Retryable(UpstreamError(f"backend {bid} sent a malformed response"), "bad_response")
 
 
 def _pick(candidates: list[Backend], tried: set[str], state: BackendState) -> Backend | None:

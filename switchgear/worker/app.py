@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ GATES_PLUGIN = "switchgear.worker.gates"
 # scaling plugins would otherwise add their routes and startup work to the worker app.
 WORKER_BUILTINS = ("switchgear.default_plugins.quantization",)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def worker_plugin_manager(settings: Settings) -> pluggy.PluginManager:
@@ -61,7 +62,7 @@ def register_gates(pm: pluggy.PluginManager) -> None:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error becomes OpenAI-shaped JSON (:func:`switchgear.errors.error_response`)."""
     try:
         return await handler(request)
@@ -81,7 +82,7 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 
 
 @web.middleware
-async def v1_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def v1_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API keys (when configured), fault injection, and per-route request counts on /v1."""
     if not request.path.startswith("/v1/"):
         return await handler(request)

@@ -8,6 +8,10 @@ import aiohttp
 import pytest
 
 from tests.consul_double import ACLConfig, Clock, ConsulCluster, ListeningAgent
+from tests.helpers import poll_until
+
+#: ``poll(predicate)``, for conditions with no event to wait on (the request log).
+poll = poll_until
 
 
 @pytest.fixture
@@ -29,6 +33,7 @@ def agent(cluster: ConsulCluster) -> ListeningAgent:
 
 @pytest.fixture
 async def http(agent: ListeningAgent) -> AsyncIterator[aiohttp.ClientSession]:
+    """The shared ``http`` session, bound to node-a's URL (paths alone in these tests)."""
     async with aiohttp.ClientSession(base_url=agent.url) as s:
         yield s
 
@@ -47,17 +52,6 @@ def acl_cluster(cluster: ConsulCluster) -> ACLConfig:
         "local-gw", {"service": {"": "read"}, "node": {"": "read"}}, local=True, datacenter="dc1"
     )
     return cluster.acl
-
-
-async def poll(predicate, within: float = 5.0) -> None:  # noqa: ANN001
-    """For conditions with no event to wait on (the request log): check every 10 ms."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        assert loop.time() < deadline, f"condition not reached within {within}s"
-        await asyncio.sleep(0.01)
 
 
 def parked(cluster: ConsulCluster, path: str) -> bool:

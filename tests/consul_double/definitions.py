@@ -119,34 +119,9 @@ def parse_service(body: Any) -> tuple[LocalService, list[dict[str, Any]]]:
     if address in ("0.0.0.0", "::", "[::]"):
         raise bad_request(f"Invalid service address: {address}")
     meta = f.get("Meta", default={}) or {}
-    if len(meta) > 64:
-        raise bad_request(
-            "Invalid service meta: Node metadata cannot contain more than 64 key/value pairs"
-        )
-    for k, v in meta.items():
-        if not isinstance(v, str):
-            raise bad_request("Request decode failed: Meta values must be strings")
-        if (
-            not k
-            or len(k) > 128
-            or k.startswith("consul-")
-            or not all(c.isalnum() or c in "_-" for c in k)
-        ):
-            raise bad_request(f"Invalid service meta: Key {k!r} is not valid")
-        if len(v) > 512:
-            raise bad_request(
-                f"Invalid service meta: Value is too long (limit: 512 characters) for key {k!r}"
-            )
+    _check_meta(meta)
     port = int(f.get("Port", default=0) or 0)
-    tagged = dict(f.get("TaggedAddresses", default={}) or {})
-    try:
-        ip = ipaddress.ip_address(address) if address else None
-    except ValueError:
-        ip = None
-    if ip is not None:
-        fam = "ipv4" if ip.version == 4 else "ipv6"
-        tagged.setdefault(f"lan_{fam}", {"Address": address, "Port": port})
-        tagged.setdefault(f"wan_{fam}", {"Address": address, "Port": port})
+    tagged = _tagged_addresses(dict(f.get("TaggedAddresses", default={}) or {}), address, port)
     weights = Fields(f.get("Weights", default={}) or {})
     svc = LocalService(
         id=f.get("ID", default="") or name,
@@ -167,3 +142,37 @@ def parse_service(body: Any) -> tuple[LocalService, list[dict[str, Any]]]:
         raw_checks.append(f.get("Check"))
     raw_checks.extend(f.get("Checks", default=[]) or [])
     return svc, [c for c in raw_checks if c]
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    if len(meta) > 64:
+        raise bad_request(
+            "Invalid service meta: Node metadata cannot contain more than 64 key/value pairs"
+        )
+    for k, v in meta.items():
+        if not isinstance(v, str):
+            raise bad_request("Request decode failed: Meta values must be strings")
+        if (
+            not k
+            or len(k) > 128
+            or k.startswith("consul-")
+            or not all(c.isalnum() or c in "_-" for c in k)
+        ):
+            raise bad_request(f"Invalid service meta: Key {k!r} is not valid")
+        if len(v) > 512:
+            raise bad_request(
+                f"Invalid service meta: Value is too long (limit: 512 characters) for key {k!r}"
+            )
+
+
+def _tagged_addresses(tagged: dict[str, Any], address: str, port: int) -> dict[str, Any]:
+    """``tagged`` plus the lan/wan addresses Consul derives from an IP ``address``."""
+    try:
+        ip = ipaddress.ip_address(address) if address else None
+    except ValueError:
+        ip = None
+    if ip is not None:
+        fam = "ipv4" if ip.version == 4 else "ipv6"
+        tagged.setdefault(f"lan_{fam}", {"Address": address, "Port": port})
+        tagged.setdefault(f"wan_{fam}", {"Address": address, "Port": port})
+    return tagged

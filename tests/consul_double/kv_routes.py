@@ -82,15 +82,20 @@ async def kv_get(request: web.Request) -> web.Response:
             )
         return json_response([entry_json(data)], headers)
     if keys_only:
-        names: list[str] = []
-        for k, _ in data:
-            if separator:
-                cut = k.find(separator, len(key))
-                k = k[: cut + len(separator)] if cut >= 0 else k
-            if k not in names:
-                names.append(k)
-        return json_response(names, headers)
+        return json_response(_key_names(data, key, separator), headers)
     return json_response([entry_json(e) for _, e in data], headers)
+
+
+def _key_names(data: list[tuple[str, KVEntry]], prefix: str, separator: str) -> list[str]:
+    """``?keys``: the keys under ``prefix``, each cut after the first ``separator`` past it."""
+    names: list[str] = []
+    for k, _ in data:
+        if separator:
+            cut = k.find(separator, len(prefix))
+            k = k[: cut + len(separator)] if cut >= 0 else k
+        if k not in names:
+            names.append(k)
+    return names
 
 
 @routes.put("/v1/kv/{key:.*}")

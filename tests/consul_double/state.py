@@ -221,8 +221,31 @@ class Datacenter:
         Returns whether anything changed (one Raft write for the whole sync).
         """
         touched: set[str] = set()
-        changed = False
         idx = self.index + 1
+        services_changed = self._sync_services(node, services, idx, touched, replace_all)
+        checks_changed = self._sync_checks(node, checks, idx, touched, replace_all, push_output)
+        if not (services_changed or checks_changed):
+            return False
+        self.bump()
+        self.services_table_index = idx
+        for name in touched:
+            if name:
+                self.service_index[name] = idx
+        if any(name and not self.instances(name) for name in touched):
+            self.extinction_index = idx
+        self.notify()
+        return True
+
+    def _sync_services(
+        self,
+        node: str,
+        services: list[CatalogService],
+        idx: int,
+        touched: set[str],
+        replace_all: bool,
+    ) -> bool:
+        """:meth:`write_node_state` for services; names of changed ones go into ``touched``."""
+        changed = False
         want_svcs = {s.id: s for s in services}
         for (n, sid), row in list(self.services.items()):
             if n == node and sid not in want_svcs and replace_all:
@@ -240,6 +263,19 @@ class Datacenter:
             if old is not None:
                 touched.add(old.service)
             changed = True
+        return changed
+
+    def _sync_checks(
+        self,
+        node: str,
+        checks: list[CatalogCheck],
+        idx: int,
+        touched: set[str],
+        replace_all: bool,
+        push_output: bool,
+    ) -> bool:
+        """:meth:`write_node_state` for checks; their changed services go into ``touched``."""
+        changed = False
         want_chks = {c.check_id: c for c in checks}
         for (n, cid), row in list(self.checks.items()):
             if n == node and cid != SERF_CHECK and cid not in want_chks and replace_all:
@@ -259,17 +295,7 @@ class Datacenter:
             self.checks[(node, cid)] = chk
             touched.add(chk.service_name)
             changed = True
-        if not changed:
-            return False
-        self.bump()
-        self.services_table_index = idx
-        for name in touched:
-            if name:
-                self.service_index[name] = idx
-        if any(name and not self.instances(name) for name in touched):
-            self.extinction_index = idx
-        self.notify()
-        return True
+        return changed
 
     def _touch_node_services(self, node: str, idx: int) -> None:
         for (n, _), svc in self.services.items():

@@ -9,14 +9,13 @@ import pytest
 from aiohttp import web
 
 from tests.consul_double import ConsulCluster
+from tests.helpers import poll_until
 
 
 async def _synced(cluster: ConsulCluster, dc: str, predicate) -> None:  # noqa: ANN001
     """Wait on the DC's change event until the catalog satisfies ``predicate``."""
     d = cluster.datacenters[dc]
-    async with asyncio.timeout(5):
-        while not predicate(d):
-            await d.changed.wait()
+    await poll_until(lambda: predicate(d), 5, "catalog state", wake=lambda _: d.changed.wait())
 
 
 def _status(cluster: ConsulCluster, node: str, cid: str) -> str | None:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from selenium import webdriver
@@ -182,12 +181,6 @@ def config_for(ups: list[FakeUpstream], **auth: Any) -> dict[str, Any]:
         "consul": None,
         "auth": {"admin_key": ADMIN_KEY, **auth},
     }
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

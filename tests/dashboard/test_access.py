@@ -3,7 +3,6 @@ no trust in forwarding headers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from unittest import mock
 
@@ -75,12 +74,6 @@ def test_credentials_and_key_matching(monkeypatch: pytest.MonkeyPatch) -> None:
         # Every key is compared whichever matches, over digests of one length.
         assert len(calls) == len(keys)
         assert {len(a) for a, _ in calls} | {len(b) for _, b in calls} == {32}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_dashboard_needs_the_admin_key_by_default(

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,7 +26,7 @@ import yaml
 from openai import AsyncOpenAI
 
 from switchgear.settings import Settings, parse_settings
-from tests.conftest import free_port
+from tests.helpers import free_port, poll_until, poll_until_sync
 
 ADMIN = "admin-secret"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -124,10 +123,7 @@ def workers(model_dir: Path) -> Iterator[dict[str, Worker]]:
         procs[ident] = Worker(cfg, model, port)
         procs[ident].start()
     try:
-        deadline = time.monotonic() + 180
-        while not all(w.ready() for w in procs.values()):
-            assert time.monotonic() < deadline, "workers did not become ready in 180 s"
-            time.sleep(0.2)  # polling interval of the readiness check
+        poll_until_sync(lambda: all(w.ready() for w in procs.values()), 180, "workers ready")
         for w in procs.values():
             w.warm()
         yield procs
@@ -180,15 +176,8 @@ def gateway_settings(workers: dict[str, Worker], **detector: Any) -> Settings:
 async def until(check: Callable[[], Awaitable[T | None]], within: float, what: str) -> T:
     """Poll ``check`` (between requests of the load) until it returns a value; fail after
     ``within`` seconds saying ``what`` was awaited."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {within:.0f} s: {what}")
-        await asyncio.sleep(0.1)  # polling interval
+    value: T = await poll_until(check, within, what, interval=0.1)
+    return value
 
 
 class Load:

@@ -18,6 +18,10 @@ from switchgear.discovery.base import Registry
 from switchgear.discovery.consul import ConsulDiscovery
 from switchgear.settings.consul import ConsulCheckSettings, ConsulSettings
 from tests.consul_double import Clock, ConsulCluster, ListeningAgent
+from tests.helpers import poll_until
+
+#: ``poll(predicate)``, for conditions with no event to wait on (the double's request log).
+poll = poll_until
 
 
 @pytest.fixture
@@ -98,13 +102,12 @@ async def wait_until(
     """Wait for ``predicate`` on registry changes; returns the seconds it took (fails on timeout)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    while not predicate():
-        remaining = within - (loop.time() - start)
-        if remaining <= 0:
-            raise AssertionError(
-                f"condition not reached within {within}s; sources={registry.sources()}"
-            )
-        await registry.wait_changed(remaining)
+    await poll_until(
+        predicate,
+        within,
+        lambda: f"registry state (sources={registry.sources()})",
+        wake=registry.wait_changed,
+    )
     return loop.time() - start
 
 
@@ -123,13 +126,3 @@ async def run_discovery() -> AsyncIterator[Callable[[ConsulDiscovery], Awaitable
     for t in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await t
-
-
-async def poll(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """For conditions with no event to wait on (the double's request log): check every 10 ms."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not reached within {within}s")
-        await asyncio.sleep(0.01)

@@ -26,6 +26,7 @@ from switchgear.settings.consul import ConsulSettings
 from tests.consul_double import ConsulCluster
 from tests.discovery.conftest import consul_settings, wait_until
 from tests.fakes import FakeUpstream, Fault
+from tests.helpers import poll_until
 
 PLUGINS = (
     "switchgear.default_plugins.consul_discovery",
@@ -118,8 +119,12 @@ async def test_a_kv_write_changes_aliases_and_fallbacks(
     await wait_until(registry, lambda: registry.models() == ["m1", "m2"])
 
     async def until(predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            assert await catalog.wait_kv(catalog.kv_version, 5.0), "no KV change within 5 s"
+        await poll_until(
+            predicate,
+            5.0,
+            "KV change applied",
+            wake=lambda s: catalog.wait_kv(catalog.kv_version, s),
+        )
 
     assert (await chat(client, "chat"))[1] == "hello from m1"  # config alias
     models = (await (await client.get("/v1/models")).json())["data"]
@@ -133,14 +138,14 @@ async def test_a_kv_write_changes_aliases_and_fallbacks(
     ups["m1"].always = Fault(status=503)
     assert (await chat(client, "m1"))[0] == 503  # no fallback yet
     kv.kv_put("switchgear/models", orjson.dumps({"m1": {"fallback": ["m2"]}}))
-    await until(lambda: app[keys.MODEL_INFO]["m1"].fallback == ("m2",))
+    await until(lambda: catalog.infos["m1"].fallback == ("m2",))
     status, text, headers = await chat(client, "m1")
     assert (status, text, headers["x-switchgear-fallback"]) == (200, "hello from m2", "m1 -> m2")
     assert app[keys.ALIASES]["chat"] == "m1"  # m2's KV alias is gone: config's is back
-    assert app[keys.MODEL_INFO]["m1"].aliases == ("chat",)  # KV set only m1's fallback
+    assert catalog.infos["m1"].aliases == ("chat",)  # KV set only m1's fallback
 
     kv.kv_delete("switchgear/models")
-    await until(lambda: app[keys.MODEL_INFO]["m1"].fallback == ())
+    await until(lambda: catalog.infos["m1"].fallback == ())
     assert (await chat(client, "m1"))[0] == 503
 
 

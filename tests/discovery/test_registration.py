@@ -19,6 +19,7 @@ from switchgear.discovery.registration import (
 )
 from tests.consul_double import ConsulCluster
 from tests.discovery.conftest import consul_settings, poll
+from tests.helpers import poll_until
 
 INFO = {
     "model": "tiny-gpt",
@@ -39,18 +40,7 @@ def _catalog_meta(cluster: ConsulCluster, dc: str, sid: str) -> dict[str, str] |
 async def _wait_catalog(cluster: ConsulCluster, dc: str, predicate, within: float = 3.0) -> None:  # noqa: ANN001
     """Wait on the DC's change event (the same one blocking queries use)."""
     d = cluster.datacenters[dc]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        remaining = deadline - loop.time()
-        assert remaining > 0, "catalog did not reach the expected state"
-        ev = d.changed
-        if predicate():
-            break
-        try:
-            await asyncio.wait_for(ev.wait(), remaining)
-        except TimeoutError:
-            pass
+    await poll_until(predicate, within, "catalog state", wake=lambda _: d.changed.wait())
 
 
 async def test_worker_registration_lifecycle(cluster, fake_backend):

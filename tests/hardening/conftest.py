@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,32 +19,29 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.proxy.conftest import backends, gateway, gateway_pm, http, upstream
+from tests.helpers import free_port, poll_until
+from tests.proxy.conftest import backends, gateway, gateway_pm, upstream
 
-__all__ = ["backends", "gateway", "gateway_pm", "http", "upstream"]
+__all__ = ["backends", "free_port", "gateway", "gateway_pm", "upstream"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 60.0) -> None:
     """Until ``url`` answers 200 (the process must stay alive meanwhile)."""
-    async with asyncio.timeout(within), aiohttp.ClientSession() as session:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"process exited with {proc.returncode} before it was ready")
-            try:
-                async with session.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)  # polling a readiness endpoint, not synchronising
+
+    async def ready(session: aiohttp.ClientSession) -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before it was ready")
+        try:
+            async with session.get(url) as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    # the outer timeout also bounds a request that hangs (a process that accepts, never answers)
+    async with asyncio.timeout(within + 5), aiohttp.ClientSession() as session:
+        await poll_until(lambda: ready(session), within, f"{url} ready", interval=0.05)
 
 
 def spawn(args: list[str], tmp: Path, name: str, **env: str) -> subprocess.Popen[bytes]:

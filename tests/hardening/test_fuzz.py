@@ -13,7 +13,7 @@ import asyncio
 import http.client
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -157,30 +157,42 @@ def _valid(schema: dict[str, Any], components: dict[str, Any]) -> st.SearchStrat
     kind = schema.get("type")
     if isinstance(kind, list):
         return st.one_of([_valid({**schema, "type": k}, components) for k in kind])
-    if kind == "object":
-        props = schema.get("properties", {})
-        required = set(schema.get("required", ()))
-        fixed = {k: from_schema(v, components) for k, v in props.items() if k in required}
-        if "model" in fixed:  # a known model, mostly: the request must get past routing
-            fixed["model"] = st.one_of(st.just("m1"), st.just("m1"), fixed["model"])
-        optional = {k: from_schema(v, components) for k, v in props.items() if k not in required}
-        base = st.fixed_dictionaries(fixed, optional=optional)
-        extra = st.dictionaries(st.text(min_size=1, max_size=10), ANY_JSON, max_size=2)
-        return st.builds(lambda a, b: {**b, **a}, base, extra)
-    if kind == "array":
-        items = _valid(schema.get("items", {}), components)
-        return st.lists(items, min_size=schema.get("minItems", 0), max_size=4)
-    if kind == "string":
-        return st.sampled_from(HOSTILE) | st.text(max_size=30)
-    if kind == "integer":
-        return st.integers(min_value=-(2**64), max_value=2**64) | st.sampled_from([0, 1, 2**63])
-    if kind == "number":
-        return st.floats(allow_nan=False, allow_infinity=False) | st.integers(-5, 5)
-    if kind == "boolean":
-        return st.booleans()
-    if kind == "null":
-        return st.none()
-    return ANY_JSON
+    if kind in _CONTAINERS:
+        return _CONTAINERS[kind](schema, components)
+    scalar = _SCALARS.get(kind)
+    return scalar() if scalar is not None else ANY_JSON
+
+
+def _valid_object(schema: dict[str, Any], components: dict[str, Any]) -> st.SearchStrategy[Any]:
+    props = schema.get("properties", {})
+    required = set(schema.get("required", ()))
+    fixed = {k: from_schema(v, components) for k, v in props.items() if k in required}
+    if "model" in fixed:  # a known model, mostly: the request must get past routing
+        fixed["model"] = st.one_of(st.just("m1"), st.just("m1"), fixed["model"])
+    optional = {k: from_schema(v, components) for k, v in props.items() if k not in required}
+    base = st.fixed_dictionaries(fixed, optional=optional)
+    extra = st.dictionaries(st.text(min_size=1, max_size=10), ANY_JSON, max_size=2)
+    return st.builds(lambda a, b: {**b, **a}, base, extra)
+
+
+def _valid_array(schema: dict[str, Any], components: dict[str, Any]) -> st.SearchStrategy[Any]:
+    items = _valid(schema.get("items", {}), components)
+    return st.lists(items, min_size=schema.get("minItems", 0), max_size=4)
+
+
+_CONTAINERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], st.SearchStrategy[Any]]] = {
+    "object": _valid_object,
+    "array": _valid_array,
+}
+_SCALARS: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
+    "string": lambda: st.sampled_from(HOSTILE) | st.text(max_size=30),
+    "integer": lambda: (
+        st.integers(min_value=-(2**64), max_value=2**64) | st.sampled_from([0, 1, 2**63])
+    ),
+    "number": lambda: st.floats(allow_nan=False, allow_infinity=False) | st.integers(-5, 5),
+    "boolean": st.booleans,
+    "null": st.none,
+}
 
 
 def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import openai
 import pluggy
 import pytest
@@ -96,12 +95,6 @@ async def gateway() -> AsyncIterator[GatewayFactory]:
     yield make
     for runner in reversed(runners):
         await runner.cleanup()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def backends(*ups: FakeUpstream, **extra: Any) -> list[dict[str, Any]]:

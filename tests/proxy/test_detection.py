@@ -6,7 +6,6 @@ workers and faults.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from switchgear.errors import ConfigError
 from switchgear.plugins.hookspecs import hookimpl
 from switchgear.proxy import keys
 from switchgear.types import ScaleRequest, ScaleResult
+from tests.helpers import poll_until as wait_for
 from tests.proxy.conftest import GATEWAY_PLUGINS, backends, gateway_pm
 
 ADMIN = {"Authorization": "Bearer adm"}
@@ -43,13 +43,6 @@ def pm(*extra: object) -> Any:
     for plugin in extra:
         manager.register(plugin)
     return manager
-
-
-async def wait_for(check: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)  # polling interval
 
 
 async def get(http: aiohttp.ClientSession, url: str, **kw: Any) -> Any:

@@ -16,7 +16,7 @@ import pytest
 from switchgear.proxy.app import create_app
 from switchgear.proxy.server import start
 from switchgear.settings import load_settings
-from tests.conftest import free_port
+from tests.helpers import free_port, poll_until
 
 MINIMAL = """\
 listen: {host: 127.0.0.1, port: 8080}
@@ -69,18 +69,21 @@ def test_env_substitution_for_secrets(tmp_path, monkeypatch):
 async def _wait_healthy(
     url: str, proc: subprocess.Popen, log: Path, deadline_s: float = 30.0
 ) -> dict:
-    deadline = time.monotonic() + deadline_s
+    async def healthy(http: aiohttp.ClientSession) -> dict | None:
+        assert proc.poll() is None, log.read_text()  # noqa: ASYNC240 (only on failure)
+        try:
+            async with http.get(url + "/healthz") as r:
+                if r.status == 200:
+                    return await r.json()
+        except aiohttp.ClientConnectionError:
+            pass
+        return None
+
     async with aiohttp.ClientSession() as http:
-        while True:
-            assert proc.poll() is None, log.read_text()  # noqa: ASYNC240 (only on failure)
-            try:
-                async with http.get(url + "/healthz") as r:
-                    if r.status == 200:
-                        return await r.json()
-            except aiohttp.ClientConnectionError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not become healthy in time"
-            await asyncio.sleep(0.05)  # polling interval of a readiness loop, not synchronisation
+        body: dict = await poll_until(
+            lambda: healthy(http), deadline_s, "gateway healthy", interval=0.05
+        )
+        return body
 
 
 def _stop(proc: subprocess.Popen) -> int:

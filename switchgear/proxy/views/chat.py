@@ -8,7 +8,7 @@ from switchgear.proxy.dispatch import dispatch
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await dispatch(request, "chat.completions", "messages")
+    return await dispatch(request, "chat.completions")
 
 
 def setup(app: web.Application) -> None:

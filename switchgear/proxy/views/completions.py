@@ -8,7 +8,7 @@ from switchgear.proxy.dispatch import dispatch
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    return await dispatch(request, "completions", "prompt")
+    return await dispatch(request, "completions")
 
 
 def setup(app: web.Application) -> None:

@@ -8,7 +8,7 @@ from switchgear.proxy.dispatch import dispatch
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await dispatch(request, "embeddings", "input")
+    return await dispatch(request, "embeddings")
 
 
 def setup(app: web.Application) -> None:

@@ -1,9 +1,12 @@
 """GET /openapi.json: an OpenAPI 3.1 description of the gateway's own routes.
 
-Written by hand, because the proxied bodies are OpenAI's (unknown fields pass through to the
-backend, so every request schema allows additional properties). The hostile-input fuzz test
-generates requests from this document, so it stays the contract: a route missing here is a
-route nobody fuzzes. Routes that plugins add (``register_routes``) are not described.
+The proxied request schemas come from the gateway's own checks
+(:func:`switchgear.proxy.request.request_schema`): every field the gateway validates is
+described with the constraint it enforces. Sampling fields it forwards unchecked are added
+for clients' sake; unknown fields pass through to the backend, so every request schema
+allows additional properties. The hostile-input fuzz test generates requests from this
+document, so it stays the contract: a route missing here is a route nobody fuzzes. Routes
+that plugins add (``register_routes``) are not described.
 """
 
 from __future__ import annotations
@@ -13,27 +16,25 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from switchgear.proxy.request import request_schema
+from switchgear.types import Endpoint
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
-_TEXT_OR_LIST = {
-    "anyOf": [
-        {"type": "string"},
-        {"type": "array", "items": {"type": "string"}},
-        {"type": "array", "items": {"type": "integer"}},
-    ]
-}
+#: Forwarded to the backend unchecked (the backend validates them): documentation only.
 _SAMPLING: dict[str, Any] = {
-    "model": {"type": "string", "minLength": 1},
-    "stream": {"type": "boolean"},
-    "stream_options": {"type": ["object", "null"]},
-    "max_tokens": {"type": "integer", "minimum": 1},
-    "max_completion_tokens": {"type": "integer", "minimum": 1},
-    "n": {"type": "integer", "minimum": 1},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
     "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
     "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "seed": {"type": "integer"},
     "user": {"type": "string"},
 }
+
+
+def _proxied(endpoint: Endpoint, documented: dict[str, Any]) -> dict[str, Any]:
+    """The checked fields of ``endpoint`` plus the unchecked ones ``documented``."""
+    schema = request_schema(endpoint)
+    return {**schema, "properties": {**documented, **schema["properties"]}}
+
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -75,31 +76,9 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "ChatCompletionRequest": {
-        "type": "object",
-        "required": ["model", "messages"],
-        "additionalProperties": True,
-        "properties": {
-            **_SAMPLING,
-            "messages": {
-                "type": "array",
-                "minItems": 1,
-                "items": {"$ref": "#/components/schemas/Message"},
-            },
-        },
-    },
-    "CompletionRequest": {
-        "type": "object",
-        "required": ["model", "prompt"],
-        "additionalProperties": True,
-        "properties": {**_SAMPLING, "prompt": _TEXT_OR_LIST},
-    },
-    "EmbeddingRequest": {
-        "type": "object",
-        "required": ["model", "input"],
-        "additionalProperties": True,
-        "properties": {"model": _SAMPLING["model"], "input": _TEXT_OR_LIST},
-    },
+    "ChatCompletionRequest": _proxied("chat.completions", _SAMPLING),
+    "CompletionRequest": _proxied("completions", _SAMPLING),
+    "EmbeddingRequest": _proxied("embeddings", {}),
     "RegisterBackend": {
         "type": "object",
         "required": ["url", "model"],

@@ -34,7 +34,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     bundle = engine.bundle
     check_model(request, body.model, bundle.name)
     if isinstance(body.prompt, list) and body.prompt and isinstance(body.prompt[0], int):
-        ids = list(body.prompt)  # type: ignore[arg-type]
+        ids = list(body.prompt)
     else:
         if isinstance(body.prompt, list) and len(body.prompt) != 1:
             raise InvalidRequest("only one prompt per request is supported", param="prompt")

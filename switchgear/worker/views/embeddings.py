@@ -29,9 +29,9 @@ async def embeddings(request: web.Request) -> web.Response:
     check_model(request, body.model, bundle.name)
     raw = body.input
     if raw and isinstance(raw, list) and isinstance(raw[0], int):
-        items: list[list[int]] = [list(raw)]  # type: ignore[arg-type]
+        items: list[list[int]] = [list(raw)]
     elif raw and isinstance(raw, list) and isinstance(raw[0], list):
-        items = [list(x) for x in raw]  # type: ignore[union-attr]
+        items = [list(x) for x in raw]
     else:
         texts = [raw] if isinstance(raw, str) else [str(t) for t in raw]
         items = await engine.prepare(
