@@ -2,7 +2,18 @@
 
 :func:`read_json_object` enforces the body limit (413), parses with orjson, and raises
 :class:`~switchgear.errors.InvalidRequest` (400) for anything that is not a JSON object:
-invalid JSON, another top-level type, or nesting deeper than orjson accepts.
+invalid JSON, another top-level type, or nesting deeper than :data:`MAX_DEPTH`.
+
+Why a depth limit below orjson's own: orjson *parses* up to 1024 levels but *encodes* at
+most 254, and the gateway re-encodes every body it forwards (an adapter may wrap it in
+another level or two). Without the check, a body 254-1023 levels deep, even in a field
+nobody reads, parses fine here and then fails as a 500 when it is forwarded. 128 levels is
+far more than any OpenAI request needs (JSON schemas of tools included) and leaves room.
+
+The check is that very encoding, with headroom: the body wrapped in ``254 - MAX_DEPTH``
+lists must encode, which holds exactly when it is at most ``MAX_DEPTH`` deep. It runs in C
+(a walk in Python over tens of thousands of messages took longer than parsing them), and
+only for bodies with more than ``MAX_DEPTH`` brackets, which bounds their depth from above.
 """
 
 from __future__ import annotations
@@ -14,18 +25,45 @@ from aiohttp import web
 
 from switchgear.errors import InvalidRequest, PayloadTooLarge
 
+#: The deepest nesting a request body may have; the top-level object is depth 1.
+MAX_DEPTH = 128
+#: The deepest structure ``orjson.dumps`` encodes (tests/hardening/test_nesting.py pins it).
+_ORJSON_MAX_DEPTH = 254
+
 
 def loads_object(raw: bytes) -> dict[str, Any]:
     """``raw`` parsed as a JSON object, or :class:`InvalidRequest`."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise _too_deep() from None
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise InvalidRequest("request body is nested too deeply") from None
+        raise _too_deep() from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and not _encodes_within_limit(body):
+        raise _too_deep()
     return body
+
+
+def _encodes_within_limit(body: dict[str, Any]) -> bool:
+    """Whether ``body`` is at most MAX_DEPTH deep (see the module docstring)."""
+    wrapped: Any = body
+    for _ in range(_ORJSON_MAX_DEPTH - MAX_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"request body is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects"
+    )
 
 
 async def read_json_object(request: web.Request, limit: int | None = None) -> dict[str, Any]:

@@ -21,13 +21,18 @@
         ├── NoHealthyBackend         503 service_unavailable
         └── UpstreamTimeout          504 timeout
 
-Both programs (gateway and worker) render errors through :func:`error_body`, so a client
-sees one shape whichever of them answered.
+Both programs (gateway and worker) turn exceptions into responses through
+:func:`error_response` only (their error middlewares call it), so a client sees one shape
+whichever of them answered, and no exception text other than an :class:`APIError`'s message
+ever reaches a client: anything unexpected is a 500 with a fixed message.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
+from aiohttp import web
 
 
 class SwitchgearError(Exception):
@@ -181,3 +186,45 @@ def for_status(status: int, message: str) -> APIError:
     if cls is None:
         return APIError(message, status=status) if status >= 400 else InternalError(message)
     return cls(message)
+
+
+def as_api_error(
+    exc: BaseException,
+    request: web.Request | None = None,
+    *,
+    internal: str = "the server failed to handle the request",
+) -> APIError:
+    """The :class:`APIError` a client sees for ``exc``.
+
+    An ``APIError`` is itself; aiohttp's HTTP errors (unknown route, wrong method, body over
+    ``client_max_size``) keep their status, with the ``Allow`` header on a 405; anything
+    else is a 500 with the fixed message ``internal``: the cause is logged, never sent.
+    """
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        if exc.status == 404 and request is not None:
+            message = f"no route for {request.method} {request.path}"
+        else:
+            message = exc.reason or "error"
+        err = for_status(exc.status, message)
+        if exc.status == 405:
+            err.headers.update({k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+        return err
+    return InternalError(internal)
+
+
+def error_response(
+    exc: BaseException,
+    request: web.Request | None = None,
+    *,
+    internal: str = "the server failed to handle the request",
+) -> web.Response:
+    """The OpenAI-shaped JSON response for ``exc`` (see :func:`as_api_error`)."""
+    err = as_api_error(exc, request, internal=internal)
+    return web.Response(
+        status=err.status,
+        body=orjson.dumps(err.body()),
+        content_type="application/json",
+        headers=err.headers,
+    )

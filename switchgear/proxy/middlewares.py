@@ -6,22 +6,20 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 from aiohttp import web
 
+from switchgear.auth import bearer_token, is_loopback, match_key
 from switchgear.errors import (
     APIError,
     AuthenticationFailed,
-    InternalError,
     PermissionDenied,
     RateLimited,
-    for_status,
+    error_response,
 )
 from switchgear.proxy import keys
 from switchgear.proxy.ratelimit import token_cost
@@ -32,7 +30,6 @@ log = logging.getLogger("switchgear.proxy")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_ID = 128
-_LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 def _valid_request_id(value: str | None) -> bool:
@@ -53,15 +50,6 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     return resp
 
 
-def error_response(exc: APIError) -> web.Response:
-    return web.Response(
-        status=exc.status,
-        body=orjson.dumps(exc.body()),
-        content_type="application/json",
-        headers=exc.headers,
-    )
-
-
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error a client can meet becomes OpenAI-shaped JSON; no traceback ever leaves."""
@@ -70,27 +58,21 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except APIError as exc:
         if exc.status >= 500:
             log.debug("request %s: %s %s", request.get(keys.REQUEST_ID), exc.status, exc.message)
-        return error_response(exc)
+        return error_response(exc, request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        err = for_status(
-            exc.status,
-            exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}",
-        )
-        if exc.status == 405:
-            err.headers.update({k: v for k, v in exc.headers.items() if k.lower() == "allow"})
-        return error_response(err)
+        return error_response(exc, request)
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as exc:
         log.exception(
             "request %s: unhandled error on %s %s",
             request.get(keys.REQUEST_ID),
             request.method,
             request.path,
         )
-        return error_response(InternalError("the gateway failed to handle the request"))
+        return error_response(exc, request, internal="the gateway failed to handle the request")
 
 
 @web.middleware
@@ -123,21 +105,16 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
             m.request_done(model, backend, datacenter, status, time.perf_counter() - t0)
 
 
-def _bearer(request: web.Request) -> bytes | None:
-    auth = request.headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip().encode()
-
-
-def _match(token: bytes, candidates: tuple[bytes, ...]) -> int | None:
-    """Index of the matching key; every candidate is compared, in constant time each."""
-    found = None
-    for i, key in enumerate(candidates):
-        if hmac.compare_digest(token, key):
-            found = i
-    return found
+def check_admin(request: web.Request) -> None:
+    """Raise unless the request carries the admin key (and, with ``admin_localhost_only``,
+    comes from a loopback peer); 403 when no admin key is configured."""
+    admin = request.app[keys.ADMIN_KEY]
+    if not admin:
+        raise PermissionDenied("the admin API is disabled: no admin key is configured")
+    if request.app[keys.SETTINGS].auth.admin_localhost_only and not is_loopback(request.remote):
+        raise PermissionDenied("the admin API only answers on loopback")
+    if match_key(bearer_token(request.headers), admin) is None:
+        raise AuthenticationFailed("missing or invalid admin key")
 
 
 @web.middleware
@@ -145,21 +122,14 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """/admin needs the admin key (403 when none is configured); /v1 needs an API key if any exist."""
     path = request.path
     if path.startswith("/admin"):
-        admin = request.app[keys.ADMIN_KEY]
-        if not admin:
-            raise PermissionDenied("the admin API is disabled: no admin key is configured")
-        if request.app[keys.SETTINGS].auth.admin_localhost_only and request.remote not in _LOOPBACK:
-            raise PermissionDenied("the admin API only answers on loopback")
-        token = _bearer(request)
-        if token is None or _match(token, admin) is None:
-            raise AuthenticationFailed("missing or invalid admin key")
+        check_admin(request)
     elif path.startswith("/v1/"):
         api_keys = request.app[keys.API_KEYS]
         if api_keys:
-            token = _bearer(request)
+            token = bearer_token(request.headers)
             if token is None:
                 raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
-            idx = _match(token, api_keys)
+            idx = match_key(token, api_keys)
             if idx is None:
                 raise AuthenticationFailed("invalid API key")
             request[keys.API_KEY_ID] = f"key-{idx}"

@@ -31,9 +31,10 @@ class Auth(Section):
     admin_key: str | None = None
     admin_key_file: str | None = None
     admin_localhost_only: bool = False
-    #: /dashboard answers loopback clients without the admin key (turn off behind a
-    #: reverse proxy on the same host: every request would then come from loopback).
-    dashboard_localhost: bool = True
+    #: /dashboard answers loopback clients without the admin key. Off by default: behind a
+    #: reverse proxy on the same host every request comes from loopback, so this opens the
+    #: dashboard (backend URLs and state) to everyone that proxy serves.
+    dashboard_localhost: bool = False
 
     def resolved_api_keys(self) -> list[str]:
         keys = list(self.api_keys)

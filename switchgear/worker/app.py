@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pluggy
 from aiohttp import web
 
-from switchgear.errors import APIError, InternalError, InvalidRequest, for_status
+from switchgear.auth import bearer_token, encode_keys, match_key
+from switchgear.errors import (
+    APIError,
+    AuthenticationFailed,
+    InternalError,
+    InvalidRequest,
+    error_response,
+    for_status,
+)
 from switchgear.plugins.host import Host
 from switchgear.plugins.manager import call_hook, make_plugin_manager
 from switchgear.settings import Settings, load_settings
@@ -35,6 +43,7 @@ GATES_PLUGIN = "switchgear.worker.gates"
 # scaling plugins would otherwise add their routes and startup work to the worker app.
 WORKER_BUILTINS = ("switchgear.default_plugins.quantization",)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def worker_plugin_manager(settings: Settings) -> pluggy.PluginManager:
@@ -53,48 +62,34 @@ def register_gates(pm: pluggy.PluginManager) -> None:
     pm.register(gates, name=GATES_PLUGIN)
 
 
-def _error_response(exc: APIError) -> web.Response:
-    import orjson
-
-    return web.Response(
-        body=orjson.dumps(exc.body()),
-        status=exc.status,
-        content_type="application/json",
-        headers=exc.headers,
-    )
-
-
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes OpenAI-shaped JSON (:func:`switchgear.errors.error_response`)."""
     try:
         return await handler(request)
     except APIError as exc:
-        return _error_response(exc)
+        return error_response(exc, request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error_response(for_status(exc.status, exc.reason or "error"))
+        return error_response(exc, request)
     except EngineClosed as exc:
-        return _error_response(for_status(503, str(exc)))
+        return error_response(for_status(503, str(exc)), request)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
+    except Exception as exc:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_response(InternalError("the worker failed to handle the request"))
+        return error_response(exc, request, internal="the worker failed to handle the request")
 
 
 @web.middleware
-async def v1_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def v1_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API keys (when configured), fault injection, and per-route request counts on /v1."""
     if not request.path.startswith("/v1/"):
         return await handler(request)
-    from switchgear.errors import AuthenticationFailed
-
     allowed = request.app[keys.API_KEYS]
-    if allowed:
-        header = request.headers.get("Authorization", "")
-        if not (header.lower().startswith("bearer ") and header[7:].strip() in allowed):
-            raise AuthenticationFailed("invalid API key")
+    if allowed and match_key(bearer_token(request.headers), allowed) is None:
+        raise AuthenticationFailed("invalid API key")
     faults = request.app[keys.FAULTS]
     if faults.delay_ms:
         await asyncio.sleep(faults.delay_ms / 1000)
@@ -225,8 +220,8 @@ def create_worker_app(
     app[keys.METRICS] = WorkerMetrics()
     app[keys.FAULTS] = Faults()
     app[keys.SWAP_LISTENERS] = []
-    app[keys.ADMIN_KEY] = settings.auth.resolved_admin_key()
-    app[keys.API_KEYS] = settings.auth.resolved_api_keys()
+    app[keys.ADMIN_KEY] = encode_keys([settings.auth.resolved_admin_key()])
+    app[keys.API_KEYS] = encode_keys(settings.auth.resolved_api_keys())
     setup_routes(app)
     setup_plugin_routes(app, pm)
     app.cleanup_ctx.extend([slot_ctx, ballast_ctx, config_watch_ctx, *extra_contexts])

@@ -6,6 +6,11 @@ stop sequence, ``max_tokens``) or whose client went away is pruned from the batc
 cache at the next step, so it stops costing compute. Other work for the model (embeddings,
 gate probes) runs on the same thread between batches, so the model is only ever used by
 one thread. The event loop only submits and reads results (``call_soon_threadsafe``).
+
+Preparing a request (chat template, tokenization) runs on a second thread of the engine,
+:meth:`Engine.prepare`: it takes seconds for a multi-megabyte prompt, so it must not run on
+the event loop, and on the engine thread it would wait for the running batch to finish.
+The tokenizer is only read there (encoding), as the engine thread reads it (decoding).
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from switchgear.worker.loading import ModelBundle
 
 log = logging.getLogger("switchgear.worker.engine")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,7 @@ class Engine:
             target=self._loop, name=f"engine-{bundle.name}", daemon=True
         )
         self._thread.start()
+        self._prepare = ThreadPoolExecutor(1, thread_name_prefix=f"prepare-{bundle.name}")
 
     # --- called from the event loop ----------------------------------------------------
 
@@ -138,6 +147,14 @@ class Engine:
         job = _Job(fn, loop, loop.create_future())
         self._submit(job)
         return await job.future
+
+    async def prepare(self, fn: Callable[[ModelBundle], T]) -> T:
+        """Run ``fn(bundle)`` (template, tokenizer) on the engine's preparing thread."""
+        try:
+            job = asyncio.get_running_loop().run_in_executor(self._prepare, fn, self.bundle)
+        except RuntimeError:  # shut down by close()
+            raise EngineClosed(f"engine for {self.bundle.name} is closed") from None
+        return await job
 
     def _submit(self, item: _Request | _Job) -> None:
         with self._cond:
@@ -186,6 +203,7 @@ class Engine:
             self._cond.notify_all()
         for item in leftover:
             _fail(item, EngineClosed("engine stopped"))
+        self._prepare.shutdown(wait=False)
         self._running.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)

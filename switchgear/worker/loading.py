@@ -181,13 +181,22 @@ def load_tokenizer(spec: ModelSpec, directory: Path) -> Any:
     return tok
 
 
+def model_path(name_or_path: str) -> Path:
+    """Where a model path points: ``~`` expanded, then ``..`` and symlinks resolved.
+
+    The one resolver for both the swap check against ``worker.model_roots`` and the load,
+    so what is checked is what is loaded.
+    """
+    return Path(name_or_path).expanduser().resolve()
+
+
 def load_pretrained(spec: ModelSpec) -> ModelBundle:
     """The built-in loader: transformers Auto classes, optimum's ORT classes for ONNX."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     started = time.perf_counter()
-    path = Path(spec.model_name_or_path).expanduser()
+    path = model_path(spec.model_name_or_path)
     fmt, directory = detect_format(path)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)

@@ -185,7 +185,8 @@ def config_for(ups: list[FakeUpstream], **auth: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    """Debian's headless chromium through the system chromedriver, with the browser log on."""
+    """Debian's headless chromium through the system chromedriver, with the browser log on,
+    sending the admin key (``ADMIN_KEY``) on every request."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -204,6 +205,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=ChromeService(CHROMEDRIVER))
+    # The dashboard needs the admin key: every request of the page (its fetches too) sends it.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {ADMIN_KEY}"}}
+    )
     try:
         yield driver
     finally:

@@ -30,7 +30,7 @@ async def test_feed_shape_without_detector(
     dash_gateway: DashFactory, upstreams: list[FakeUpstream], http: aiohttp.ClientSession
 ) -> None:
     gw = await dash_gateway(config_for(upstreams))
-    status, feed = await get(http, gw.url + "/dashboard/feed.json")
+    status, feed = await get(http, gw.url + "/dashboard/feed.json", headers=BEARER)
     assert status == 200
     assert feed["detector"] is False
     assert feed["anomalies"] == {"open": [], "recent": []}
@@ -79,7 +79,7 @@ async def test_feed_merges_detector_data(
     assert all(s["points"] == [] for s in later["series"]["series"])
 
     sources.taken.append(Action("restore", "m1", "m1-a healthy again", event.id))
-    _, restored = await get(http, gw.url + "/dashboard/feed.json")
+    _, restored = await get(http, gw.url + "/dashboard/feed.json", headers=BEARER)
     assert next(m for m in restored["models"] if m["name"] == "m1")["fallback_active"] is False
 
 
@@ -91,7 +91,7 @@ async def test_feed_reports_a_failing_source(
             raise RuntimeError("boom")
 
     gw = await dash_gateway(config_for(upstreams), sources=Broken())
-    status, feed = await get(http, gw.url + "/dashboard/feed.json")
+    status, feed = await get(http, gw.url + "/dashboard/feed.json", headers=BEARER)
     assert status == 200 and feed["errors"] == ["series: RuntimeError"]
     assert feed["series"]["series"] == [] and len(feed["models"]) == 2
 
@@ -100,7 +100,7 @@ async def test_page_is_self_contained_with_a_strict_csp(
     dash_gateway: DashFactory, upstreams: list[FakeUpstream], http: aiohttp.ClientSession
 ) -> None:
     gw = await dash_gateway(config_for(upstreams))
-    async with http.get(gw.url + "/dashboard") as resp:
+    async with http.get(gw.url + "/dashboard", headers=BEARER) as resp:
         assert resp.status == 200 and resp.content_type == "text/html"
         csp = resp.headers["Content-Security-Policy"]
         html = await resp.text()
@@ -113,7 +113,7 @@ async def test_page_is_self_contained_with_a_strict_csp(
 async def test_access_over_loopback(
     dash_gateway: DashFactory, upstreams: list[FakeUpstream], http: aiohttp.ClientSession
 ) -> None:
-    gw = await dash_gateway(config_for(upstreams))
+    gw = await dash_gateway(config_for(upstreams, dashboard_localhost=True))
     for path in ("/dashboard", "/dashboard/feed.json"):
         assert (await get(http, gw.url + path))[0] == 200
         assert (await get(http, gw.url + path, headers=BEARER))[0] == 200
@@ -147,10 +147,11 @@ def _remote_request(app: Any, remote: str, headers: dict[str, str]) -> Any:
     [
         ({}, "10.1.2.3", {}, AuthenticationFailed),
         ({}, "10.1.2.3", BEARER, None),
-        ({}, "::ffff:127.0.0.1", {}, None),
-        ({}, "127.0.0.2", {}, None),
+        ({}, "127.0.0.1", {}, AuthenticationFailed),
+        ({"dashboard_localhost": True}, "::ffff:127.0.0.1", {}, None),
+        ({"dashboard_localhost": True}, "127.0.0.2", {}, None),
         ({"admin_localhost_only": True}, "10.1.2.3", BEARER, PermissionDenied),
-        ({"admin_localhost_only": True}, "::1", {}, None),
+        ({"admin_localhost_only": True, "dashboard_localhost": True}, "::1", {}, None),
     ],
 )
 async def test_access_rules(

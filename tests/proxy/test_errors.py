@@ -216,3 +216,43 @@ async def test_plugin_crash_never_leaks_a_traceback(upstream, gateway):
     async with gw.openai() as client:
         out = await client.chat.completions.create(model="m1", messages=MSG)
     assert out.choices[0].message.content  # the failing plugin is skipped
+
+
+@pytest.mark.parametrize(("raised", "status"), [("secret", 500), ("api", 429), ("aiohttp", 413)])
+async def test_gateway_and_worker_render_errors_alike(aiohttp_client, raised, status):
+    """Both programs' error middlewares answer every exception through
+    ``switchgear.errors.error_response``: the same status and body, never a traceback."""
+    from aiohttp import web
+
+    from switchgear.errors import RateLimited
+    from switchgear.proxy.middlewares import errors as gateway_errors
+    from switchgear.worker.app import errors_middleware as worker_errors
+
+    async def handler(request: web.Request) -> web.Response:
+        if raised == "secret":
+            raise RuntimeError("Traceback: password=hunter2 in /etc/secret")
+        if raised == "api":
+            raise RateLimited("slow down", retry_after=2.5)
+        raise web.HTTPRequestEntityTooLarge(max_size=10, actual_size=20)
+
+    seen = []
+    for middleware in (gateway_errors, worker_errors):
+        app = web.Application(middlewares=[middleware])
+        app.router.add_post("/x", handler)
+        client = await aiohttp_client(app)
+        answers = {}
+        for method, path in (("POST", "/x"), ("GET", "/nowhere"), ("GET", "/x")):
+            r = await client.request(method, path)
+            err = _shape(await r.json())
+            assert "hunter2" not in err["message"] and "Traceback" not in err["message"]
+            answers[method, path] = (r.status, err["type"], r.headers.get("Retry-After"))
+            if r.status == 405:
+                assert r.headers["Allow"] == "POST"
+            if r.status == 404:
+                assert err["message"] == "no route for GET /nowhere"
+        seen.append(answers)
+    gateway, worker = seen
+    assert gateway == worker
+    assert gateway["POST", "/x"][0] == status
+    assert gateway["GET", "/nowhere"][0] == 404 and gateway["GET", "/x"][0] == 405
+    assert gateway["POST", "/x"][2] == ("3" if raised == "api" else None)

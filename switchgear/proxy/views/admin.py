@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from switchgear.bodies import read_json_object
 from switchgear.discovery.consul_client import ConsulACLError
 from switchgear.discovery.registration import deregister_backend, register_external
 from switchgear.errors import APIError, InvalidRequest, NotFound, UpstreamError
@@ -57,11 +58,8 @@ async def _target(request: web.Request) -> tuple[str, str]:
         raise NotFound(f"no backend with id {backend_id!r}")
     reason = "admin"
     if request.can_read_body:
-        try:
-            data = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            raise InvalidRequest("request body is not valid JSON") from None
-        if isinstance(data, dict) and isinstance(data.get("reason"), str):
+        data = await read_json_object(request, request.app[keys.SETTINGS].limits.max_body_bytes)
+        if isinstance(data.get("reason"), str):
             reason = data["reason"]
     return backend_id, reason
 
@@ -118,12 +116,7 @@ def _consul_failed(exc: Exception, consul: ConsulSettings) -> APIError:
 
 async def register(request: web.Request) -> web.Response:
     consul = _consul(request)
-    try:
-        data = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("request body must be a JSON object")
+    data = await read_json_object(request, request.app[keys.SETTINGS].limits.max_body_bytes)
     url, model = _required(data, "url"), _required(data, "model")
     meta = data.get("meta") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):

@@ -7,10 +7,13 @@ models with their backends by datacenter (breaker, ejection, quantization, open 
 and fallback state, plugins, and the detector's anomalies, actions and series
 (``?since=<unix ts>``: newer points only; default the last ``WINDOW_S``).
 
-Access: the admin key (``Authorization: Bearer``), or none for a loopback client while
-``auth.dashboard_localhost`` is on (default); ``auth.admin_localhost_only`` applies too. The
-auth middleware guards ``/admin/*``, so ``/admin/dashboard.json`` always needs the key. The
-page never holds a key: it fetches its feed from its own origin.
+Access: the admin key, as ``Authorization: Bearer <key>`` or as the password of HTTP Basic
+auth (a 401 carries ``WWW-Authenticate: Basic``, so a browser prompts for it and sends it
+again with the page's fetches). Without a key only while ``auth.dashboard_localhost`` is on
+(off by default: behind a reverse proxy on the same host every client is a loopback peer)
+and the peer is loopback by :func:`switchgear.auth.is_loopback`; ``auth.admin_localhost_only``
+applies too. The auth middleware guards ``/admin/*``, so ``/admin/dashboard.json`` always
+needs the Bearer key. The page never holds a key: it fetches its feed from its own origin.
 
 Detector data: ``app[keys.DASHBOARD_SOURCES]`` (tests set their own), else the running
 detector (``app[keys.DETECTOR]``), else none (``"detector": false``, the page says "detector
@@ -23,8 +26,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import ipaddress
 import logging
 import math
 import re
@@ -36,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 from aiohttp import web
 
+from switchgear.auth import basic_password, bearer_token, is_loopback, match_key
 from switchgear.detector.report import action_dict, anomalies_payload, series_payload
 from switchgear.detector.service import DetectorService
 from switchgear.errors import AuthenticationFailed, PermissionDenied
@@ -87,32 +89,31 @@ class DetectorSources:
 
 # --- access -------------------------------------------------------------------------
 
-
-def _loopback(remote: str | None) -> bool:
-    try:
-        ip = ipaddress.ip_address(remote or "")
-    except ValueError:
-        return False
-    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback  # ::ffff:127.0.0.1 too
+#: Sent with a 401 so that a browser asks for the admin key itself (as the password).
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="switchgear dashboard", charset="UTF-8"'}
 
 
 def check_access(request: web.Request) -> None:
     """Raise unless the request may see the dashboard (see the module docstring)."""
     auth = request.app[keys.SETTINGS].auth
-    local = _loopback(request.remote)
+    admin = request.app[keys.ADMIN_KEY]
+    local = is_loopback(request.remote)
     if auth.admin_localhost_only and not local:
         raise PermissionDenied("the dashboard only answers on loopback")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        given = token.strip().encode()
-        if any(hmac.compare_digest(given, key) for key in request.app[keys.ADMIN_KEY]):
+    given = bearer_token(request.headers) or basic_password(request.headers)
+    if given is not None:
+        if match_key(given, admin) is not None:
             return
-        raise AuthenticationFailed("invalid admin key")
+        raise AuthenticationFailed("invalid admin key", headers=CHALLENGE)
     if local and auth.dashboard_localhost:
         return
-    if not request.app[keys.ADMIN_KEY]:
+    if not admin:
         raise PermissionDenied("the dashboard needs the admin key and none is configured")
-    raise AuthenticationFailed("the dashboard needs the admin key (or a loopback client)")
+    raise AuthenticationFailed(
+        "the dashboard needs the admin key: 'Authorization: Bearer <admin key>', or the "
+        "admin key as the password of the browser's prompt",
+        headers=CHALLENGE,
+    )
 
 
 # --- the feed -----------------------------------------------------------------------

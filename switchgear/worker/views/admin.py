@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import inspect
 from pathlib import Path
 from typing import Any
@@ -10,11 +9,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool
 
+from switchgear.auth import bearer_token, match_key
 from switchgear.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from switchgear.settings.worker import ModelSpec
 from switchgear.worker.faults import Faults
 from switchgear.worker.gates import parse_force
 from switchgear.worker.keys import ADMIN_KEY, FAULTS, SETTINGS, SLOT, SWAP_LISTENERS
+from switchgear.worker.loading import model_path
 from switchgear.worker.views.common import json_response, parse
 
 
@@ -39,14 +40,12 @@ class RollbackBody(BaseModel):
 
 
 def require_admin(request: web.Request) -> None:
-    key = request.app[ADMIN_KEY]
-    if not key:
+    admin = request.app[ADMIN_KEY]
+    if not admin:
         raise PermissionDenied(
             "the admin API is disabled: set auth.admin_key or SWITCHGEAR_ADMIN_KEY"
         )
-    header = request.headers.get("Authorization", "")
-    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if not hmac.compare_digest(given.encode(), key.encode()):
+    if match_key(bearer_token(request.headers), admin) is None:
         raise AuthenticationFailed("invalid admin key")
 
 
@@ -56,12 +55,13 @@ def model_roots(app: web.Application) -> list[Path]:
     if worker is None:
         return []
     if worker.model_roots:
-        return [Path(r).resolve() for r in worker.model_roots]
-    return [Path(worker.model.model_name_or_path).resolve().parent]
+        return [model_path(r) for r in worker.model_roots]
+    return [model_path(worker.model.model_name_or_path).parent]
 
 
 def check_root(app: web.Application, path: str, param: str = "model_name_or_path") -> None:
-    """Refuse a swap path outside the model roots (``..`` and symlinks resolved first).
+    """Refuse a swap path outside the model roots (``~``, ``..`` and symlinks resolved
+    first, by :func:`~switchgear.worker.loading.model_path`, as the loader resolves it).
 
     ``/admin/swap`` is reachable over HTTP, so a leaked admin key must not load whatever
     the process can read (``/etc``, another tenant's weights, a pickle planted in /tmp).
@@ -69,7 +69,10 @@ def check_root(app: web.Application, path: str, param: str = "model_name_or_path
     """
     if "\x00" in path or not path.strip():
         raise InvalidRequest(f"{param} is not a path", param=param)
-    target = Path(path).resolve()
+    try:
+        target = model_path(path)
+    except (RuntimeError, OSError):  # "~nobody/x": no such user; a symlink loop
+        raise InvalidRequest(f"{param} cannot be resolved", param=param) from None
     if not any(target == root or target.is_relative_to(root) for root in model_roots(app)):
         raise PermissionDenied(
             f"{param} is outside the configured model roots (worker.model_roots)", param=param

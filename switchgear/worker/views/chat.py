@@ -19,6 +19,7 @@ from switchgear.worker.views.common import (
     check_model,
     collect,
     completion_id,
+    encode,
     events,
     json_response,
     now,
@@ -42,7 +43,15 @@ class ChatBody(GenerationBody):
     add_generation_prompt: bool = True
 
 
-def render(tokenizer: Any, messages: list[Message], *, continue_final: bool = False) -> list[int]:
+def render(
+    tokenizer: Any,
+    messages: list[Message],
+    *,
+    continue_final: bool = False,
+    context: int | None = None,
+) -> list[int]:
+    """The prompt's token ids: the chat template applied, then tokenized (through
+    :func:`encode`, which refuses a prompt far beyond ``context``, when one is given)."""
     if not messages:
         raise InvalidRequest("messages must not be empty", param="messages")
     if not getattr(tokenizer, "chat_template", None):
@@ -69,7 +78,9 @@ def render(tokenizer: Any, messages: list[Message], *, continue_final: bool = Fa
         )
     else:
         text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    if context is None:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return encode(tokenizer, text, context, "messages", add_special_tokens=False)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -82,7 +93,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "continue_final_message and add_generation_prompt cannot both be true",
             param="add_generation_prompt",
         )
-    ids = render(bundle.tokenizer, body.messages, continue_final=body.continue_final_message)
+    ids = await engine.prepare(
+        lambda b: render(
+            b.tokenizer,
+            body.messages,
+            continue_final=body.continue_final_message,
+            context=b.context_length,
+        )
+    )
     params = sampling(request, body, len(ids), bundle.context_length, "messages")
     cid, created, model = completion_id("chatcmpl"), now(), bundle.name
 

@@ -13,6 +13,7 @@ from switchgear.worker.views.common import (
     check_model,
     collect,
     completion_id,
+    encode,
     events,
     json_response,
     now,
@@ -33,13 +34,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
     bundle = engine.bundle
     check_model(request, body.model, bundle.name)
     if isinstance(body.prompt, list) and body.prompt and isinstance(body.prompt[0], int):
-        ids = list(body.prompt)  # type: ignore[arg-type]
-    elif isinstance(body.prompt, list):
-        if len(body.prompt) != 1:
-            raise InvalidRequest("only one prompt per request is supported", param="prompt")
-        ids = bundle.tokenizer(body.prompt[0])["input_ids"]
+        ids = list(body.prompt)
     else:
-        ids = bundle.tokenizer(body.prompt)["input_ids"]
+        if isinstance(body.prompt, list) and len(body.prompt) != 1:
+            raise InvalidRequest("only one prompt per request is supported", param="prompt")
+        text = str(body.prompt[0] if isinstance(body.prompt, list) else body.prompt)
+        ids = await engine.prepare(lambda b: encode(b.tokenizer, text, b.context_length, "prompt"))
     params = sampling(request, body, len(ids), bundle.context_length, "prompt")
     cid, created, model = completion_id("cmpl"), now(), bundle.name
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from switchgear.errors import ContextLengthExceeded, InvalidRequest
 from switchgear.worker.decode import embed
 from switchgear.worker.keys import SLOT
-from switchgear.worker.views.common import check_model, json_response, parse
+from switchgear.worker.views.common import check_model, encode, json_response, parse
 
 
 class EmbeddingBody(BaseModel):
@@ -28,14 +28,15 @@ async def embeddings(request: web.Request) -> web.Response:
     bundle = engine.bundle
     check_model(request, body.model, bundle.name)
     raw = body.input
-    if isinstance(raw, str):
-        items: list[list[int]] = [bundle.tokenizer(raw)["input_ids"]]
-    elif raw and isinstance(raw[0], int):
-        items = [list(raw)]  # type: ignore[arg-type]
-    elif raw and isinstance(raw[0], list):
-        items = [list(x) for x in raw]  # type: ignore[union-attr]
+    if raw and isinstance(raw, list) and isinstance(raw[0], int):
+        items: list[list[int]] = [list(raw)]
+    elif raw and isinstance(raw, list) and isinstance(raw[0], list):
+        items = [list(x) for x in raw]
     else:
-        items = [bundle.tokenizer(s)["input_ids"] for s in raw]  # type: ignore[union-attr]
+        texts = [raw] if isinstance(raw, str) else [str(t) for t in raw]
+        items = await engine.prepare(
+            lambda b: [encode(b.tokenizer, t, b.context_length, "input") for t in texts]
+        )
     if not items or any(not x for x in items):
         raise InvalidRequest("input must not be empty", param="input")
     for x in items:
