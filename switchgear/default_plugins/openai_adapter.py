@@ -1,5 +1,8 @@
 """The adapter for OpenAI-compatible backends (``protocol: openai``): the default one.
 
+``protocol: vllm`` is the same protocol, from a server known to continue a final assistant
+message (``continue_final_message``), so a stream cut elsewhere may resume there.
+
 Requests pass through untouched (every OpenAI field the client sent reaches the backend);
 streams are parsed from SSE ``data:`` lines into chunk dicts. A malformed frame is dropped
 and logged, never forwarded; a stream that ends without ``data: [DONE]`` raises
@@ -82,4 +85,4 @@ _ADAPTER = OpenAIAdapter()
 
 @hookimpl(trylast=True)
 def adapter_for_backend(backend: Backend) -> OpenAIAdapter | None:
-    return _ADAPTER if backend.protocol == "openai" else None
+    return _ADAPTER if backend.protocol in ("openai", "vllm") else None
