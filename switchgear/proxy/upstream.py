@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,7 @@ from switchgear.proxy.policy import ModelPolicy, Policies, is_context_error
 from switchgear.types import Adapter, Backend, Observation, PreparedRequest, RequestContext
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_TGI_CONTEXT = re.compile(r"`?inputs`? tokens.*must be <=|must have less than \d+ tokens", re.I)
 #: Reasons after which a backend is not tried again within the same request.
 _NO_RETRY_SAME = frozenset({"ttft_timeout", "connect_timeout"})
 
@@ -243,7 +245,7 @@ class Upstream:
             raise
         except UpstreamStatus as exc:
             att.failed(exc.status, f"http_{exc.status}", fault=False)
-            if exc.status == 400 and is_context_error(exc.payload):
+            if _says_context(exc.status, exc.payload):
                 raise _ModelFailed(exc, context=True) from None
             raise
         except asyncio.CancelledError:
@@ -352,6 +354,21 @@ def _replayed(att: Attempt, resp: aiohttp.ClientResponse, body: dict[str, Any]) 
     chunks = shapes.as_chunks(att.ctx, body, att.backend.id)
     att.first_token()
     return StreamAnswer(att, resp, shapes.replay(chunks[1:]), chunks[0])
+
+
+def _says_context(status: int, payload: dict[str, Any] | None) -> bool:
+    """Does an upstream error say the prompt exceeds the model's context?
+
+    OpenAI's shape (``error.code`` / ``error.message``), vLLM's older top-level ``message``,
+    and TGI's 422 with a string ``error`` (``inputs tokens + max_new_tokens must be <= N``).
+    """
+    if status not in (400, 413, 422) or payload is None:
+        return False
+    err = payload.get("error")
+    message = err if isinstance(err, str) else payload.get("message")
+    if is_context_error(payload) or is_context_error({"error": {"message": message}}):
+        return True
+    return isinstance(message, str) and bool(_TGI_CONTEXT.search(message))
 
 
 def _delay(exc: _Retryable, pol: ModelPolicy, attempt: int) -> float:

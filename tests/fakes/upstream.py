@@ -43,6 +43,7 @@ class Fault:
     status: int | None = None  # answer with this HTTP status and an OpenAI error body
     error: dict[str, Any] | None = None  # the error object for ``status`` (default: generic)
     retry_after: float | str | None = None  # Retry-After header sent with ``status``
+    error_body: dict[str, Any] | None = None  # the whole body sent with ``status`` (not OpenAI's)
     reset: bool = False  # drop the connection without answering
     silence: bool = False  # never answer (until the client goes away)
     first_delay: float = 0.0  # seconds before the answer (non-streaming) / the first chunk
@@ -208,7 +209,7 @@ class FakeUpstream:
         headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
         return web.Response(
             status=f.status or 500,
-            body=orjson.dumps({"error": err}),
+            body=orjson.dumps(f.error_body or {"error": err}),
             content_type="application/json",
             headers=headers,
         )
