@@ -1,5 +1,8 @@
 """The adapter for OpenAI-compatible backends (``protocol: openai``): the default one.
 
+``protocol: vllm`` is the same protocol, from a server known to continue a final assistant
+message (``continue_final_message``), so a stream cut elsewhere may resume there.
+
 Requests pass through untouched (every OpenAI field the client sent reaches the backend);
 streams are parsed from SSE ``data:`` lines into chunk dicts. A malformed frame is dropped
 and logged, never forwarded; a stream that ends without ``data: [DONE]`` raises
@@ -83,3 +86,4 @@ _ADAPTER = OpenAIAdapter()
 @hookimpl(trylast=True)
 def register_adapters(register: Callable[[str, OpenAIAdapter], None]) -> None:
     register("openai", _ADAPTER)
+    register("vllm", _ADAPTER)

@@ -32,7 +32,7 @@ def metrics_url(backend: Backend) -> str:
 
 async def scrape(session: aiohttp.ClientSession, url: str, timeout_s: float = 2.0) -> list[Sample]:
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with session.get(url, timeout=timeout) as resp:
+    async with session.get(url, timeout=timeout, allow_redirects=False) as resp:
         resp.raise_for_status()
         return parse_prometheus(await resp.text())
 

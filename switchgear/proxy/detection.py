@@ -80,11 +80,13 @@ class Gateway:
         health = metrics_url(backend).removesuffix("/metrics") + "/health"
         headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
         try:
-            async with self.session.get(health, timeout=timeout) as resp:
+            async with self.session.get(health, timeout=timeout, allow_redirects=False) as resp:
                 if resp.status != 404 and resp.status >= 300:
                     return False
             url = backend.url.rstrip("/") + "/models"
-            async with self.session.get(url, timeout=timeout, headers=headers) as resp:
+            async with self.session.get(
+                url, timeout=timeout, headers=headers, allow_redirects=False
+            ) as resp:
                 return resp.status < 300
         except (aiohttp.ClientError, TimeoutError):
             return False

@@ -4,7 +4,8 @@ A stream is never buffered: each upstream chunk is written as soon as it is deco
 the first byte reached the client, a failed chat stream is continued on another backend when
 a model of the chain supports continuation (:mod:`switchgear.proxy.resume`); otherwise the
 client receives an OpenAI-shaped in-band error event and no ``[DONE]``, so a cut answer never
-looks complete.
+looks complete. A stream that ends badly after every choice's ``finish_reason`` was relayed
+(the backend closed without ``[DONE]``) was complete: it gets ``[DONE]`` and no error.
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ class _Relay:
                 self.answer.attempt.failed(499, "cancelled", fault=False)
                 raise
             except Exception as exc:
+                if self.transcript.complete(self.ctx.request.n if self.ctx.request else None):
+                    return await self._finish_cut(exc)
                 err = await self._failed(exc)
                 if await self._resumed():
                     continue
@@ -141,6 +144,17 @@ class _Relay:
         answer.attempt.failed(err.status, reason, tokens=getattr(exc, "tokens", 0))
         await answer.close(complete=False)
         return err
+
+    async def _finish_cut(self, exc: Exception) -> _Outcome:
+        """Finish a stream whose answer was complete when its backend failed it."""
+        log.info(
+            "request %s: stream from %s ended without [DONE] after its finish reason (%s)",
+            self.ctx.request_id,
+            self.answer.backend.id,
+            type(exc).__name__,
+        )
+        await self.answer.close(complete=False)
+        return await self._finish(getattr(exc, "tokens", 0))
 
     async def _resumed(self) -> bool:
         """Whether another backend took over the failed stream (it is ``self.answer`` then)."""

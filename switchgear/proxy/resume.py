@@ -5,8 +5,10 @@ the connection, stalled past ``idle`` or reported an error), the gateway asks th
 backend of the same model, or the next model of the fallback chain, to *continue* it: the
 request is sent again with the text so far as a final assistant message and
 ``"continue_final_message": true, "add_generation_prompt": false`` (vLLM's and the
-switchgear worker's fields). Only models with ``supports_continuation`` receive such a
-request; a model that would start a new turn instead never does. When nothing but the
+switchgear worker's fields). Only backends known to accept it receive such a request: those
+of models configured with ``supports_continuation``, and backends that advertise it
+(switchgear workers, through ``supports_continuation`` in their Consul meta or static
+``meta``; ``protocol: vllm`` backends). A backend that would start a new turn never does. When nothing but the
 opening role chunk was sent, the original request is simply sent again (any model of the
 chain may answer it).
 
@@ -15,7 +17,8 @@ first chunk, the continuation's opening role delta is dropped, and the final usa
 counts the text sent before the cut as completion tokens (its total is the continuation's
 total). Where no continuation is possible the client gets the in-band error and no
 ``[DONE]``, as before. Streams with several choices, tool calls or a finish reason already
-sent are never continued.
+sent are never continued; a stream cut after every choice's finish reason is complete, and
+the relay finishes it with ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -28,11 +31,21 @@ from switchgear.errors import APIError
 from switchgear.proxy.answers import StreamAnswer
 from switchgear.proxy.request import describe
 from switchgear.proxy.upstream import Upstream
-from switchgear.types import ParsedRequest, RequestContext
+from switchgear.types import Backend, ParsedRequest, RequestContext
 
 log = logging.getLogger("switchgear.proxy.resume")
 
 MAX_RESUMES = 3  # continuations of one stream before the in-band error is final
+_YES = frozenset({"true", "1", "yes"})
+#: Protocols whose servers accept ``continue_final_message`` by definition.
+CONTINUING_PROTOCOLS = frozenset({"vllm"})
+
+
+def advertises_continuation(backend: Backend) -> bool:
+    """Whether ``backend`` says it continues a final assistant message."""
+    if backend.protocol in CONTINUING_PROTOCOLS:
+        return True
+    return str(backend.meta.get("supports_continuation", "")).lower() in _YES
 
 
 @dataclass(slots=True)
@@ -49,6 +62,11 @@ class Transcript:
     tokens_at_resume: int = 0
     excluded: set[str] = field(default_factory=set)
     total_tokens: int | None = None  # usage.total_tokens of the final usage chunk
+    finished: set[int] = field(default_factory=set)  # choices whose finish_reason was sent
+
+    def complete(self, n: int | None) -> bool:
+        """Whether every one of the ``n`` choices received its finish reason."""
+        return len(self.finished) >= (n or 1)
 
     @property
     def text(self) -> str:
@@ -66,19 +84,26 @@ class Transcript:
         if not isinstance(choices, list):
             return
         for choice in choices:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            self._choice(choice)
+
+    def _choice(self, choice: Any) -> None:
+        if not isinstance(choice, dict):
+            self.resumable = False
+            return
+        if choice.get("finish_reason"):
+            self.finished.add(choice.get("index", 0))
+            self.resumable = False  # the answer is complete; only [DONE] was missing
+        if choice.get("index", 0) != 0:
+            self.resumable = False
+            return
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            if delta.get("tool_calls") or delta.get("function_call"):
                 self.resumable = False
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                if delta.get("tool_calls") or delta.get("function_call"):
-                    self.resumable = False
-                content = delta.get("content")
-                if isinstance(content, str) and content:
-                    self.parts.append(content)
-                    self.tokens += 1
-            if choice.get("finish_reason"):
-                self.resumable = False  # the answer is complete; only [DONE] was missing
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self.parts.append(content)
+                self.tokens += 1
 
     def adopt(self, chunk: dict[str, Any]) -> dict[str, Any]:
         """A continuation's chunk made to look like the rest of the first stream."""
@@ -113,6 +138,25 @@ def continuation_body(request: ParsedRequest, text: str, tokens: int) -> dict[st
     return out
 
 
+def _continuing(upstream: Upstream, chain: list[str]) -> tuple[list[str], set[str]]:
+    """The models of ``chain`` that may continue a stream, and backends of theirs that may not.
+
+    A model configured with ``supports_continuation`` continues on every backend; any other
+    model only on the backends that advertise it.
+    """
+    models: list[str] = []
+    others: set[str] = set()
+    for model in chain:
+        if upstream.policies.get(model).supports_continuation:
+            models.append(model)
+            continue
+        backends = upstream.registry.backends(model)
+        if any(advertises_continuation(b) for b in backends):
+            models.append(model)
+            others |= {b.id for b in backends if not advertises_continuation(b)}
+    return models, others
+
+
 def _resumable(request: ParsedRequest, transcript: Transcript) -> bool:
     return (
         request.endpoint == "chat.completions"
@@ -134,11 +178,12 @@ async def resume(
     request = ctx.request or describe(ctx.body, ctx.endpoint)
     if not _resumable(request, transcript):
         return None
-    policies = upstream.policies
-    chain = policies.chain(failed.model)
+    chain = upstream.policies.chain(failed.model)
     text = transcript.text
+    exclude = set(transcript.excluded)
     if text:
-        models = [m for m in chain if policies.get(m).supports_continuation]
+        models, others = _continuing(upstream, chain)
+        exclude |= others
         body = continuation_body(request, text, transcript.tokens)
     else:
         models, body = chain, request.body
@@ -152,7 +197,7 @@ async def resume(
         attributes={**ctx.attributes, "continuation": bool(text)},
     )
     try:
-        answer = await upstream.run(rctx, models=models, exclude=frozenset(transcript.excluded))
+        answer = await upstream.run(rctx, models=models, exclude=frozenset(exclude))
     except APIError as exc:
         log.info("request %s: no backend could continue the stream: %s", ctx.request_id, exc)
         return None

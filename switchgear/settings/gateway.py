@@ -57,12 +57,21 @@ class Auth(Section):
 
 
 class Timeouts(Section):
-    """Deadlines in seconds. ``ttft`` bounds the wait for the first byte of the answer."""
+    """Deadlines in seconds. ``ttft`` bounds the wait for the first byte of one attempt
+    (for a non-streaming request: the whole answer); a stream's first chunk is awaited at
+    most ``min(ttft, stream_ttft)``. ``request`` (streams) and ``request_json``
+    (non-streaming) bound the wait for the first byte across all retries and fallback
+    models, of which a model with fallbacks after it uses at most ``model_share`` (see
+    :mod:`switchgear.proxy.budget`)."""
 
     connect: float = Field(default=5.0, gt=0)
     ttft: float = Field(default=60.0, gt=0)
     idle: float = Field(default=60.0, gt=0)
     total: float = Field(default=600.0, gt=0)
+    stream_ttft: float = Field(default=15.0, gt=0)
+    request: float = Field(default=60.0, gt=0)
+    request_json: float = Field(default=240.0, gt=0)
+    model_share: float = Field(default=0.5, gt=0, le=1)
 
 
 class Retries(Section):

@@ -280,4 +280,5 @@ def worker_info(app: web.Application) -> dict[str, Any]:
         "device": b.device,
         "dtype": b.dtype,
         "format": b.fmt,
+        "supports_continuation": "true",
     }

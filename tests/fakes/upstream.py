@@ -7,6 +7,7 @@ Usage::
         up.fault(Fault(status=503, retry_after=1))            # next request only
         up.fault(Fault(reset=True), times=3)                  # next three requests
         up.always = Fault(silence=True)                       # every request, until reset to None
+        up.fault(Fault(redirect=other.url + "/chat/completions", redirect_status=302))
         ...
         await up.wait_requests(2)                             # until 2 requests were received
         await up.wait_disconnect()                            # until a client went away mid-request
@@ -42,6 +43,7 @@ class Fault:
     status: int | None = None  # answer with this HTTP status and an OpenAI error body
     error: dict[str, Any] | None = None  # the error object for ``status`` (default: generic)
     retry_after: float | str | None = None  # Retry-After header sent with ``status``
+    error_body: dict[str, Any] | None = None  # the whole body sent with ``status`` (not OpenAI's)
     reset: bool = False  # drop the connection without answering
     silence: bool = False  # never answer (until the client goes away)
     first_delay: float = 0.0  # seconds before the answer (non-streaming) / the first chunk
@@ -51,6 +53,11 @@ class Fault:
     malformed_at: int | None = None  # streaming: a malformed frame before chunk N
     omit_done: bool = False  # streaming: end the response without ``data: [DONE]``
     body: dict[str, Any] | None = None  # non-streaming: answer this body instead
+    redirect: str | None = None  # answer ``redirect_status`` with this Location
+    redirect_status: int = 307
+    slow_first_token: float = 0.0  # headers at once, the first chunk / the body this late
+    json_for_stream: bool = False  # answer a stream request with one JSON body
+    sse_for_json: bool = False  # answer a non-streaming request with an SSE stream
 
 
 @dataclass
@@ -163,16 +170,15 @@ class FakeUpstream:
                 if f.reset and request.transport is not None:
                     request.transport.abort()
                 await asyncio.Event().wait()  # cancelled when the connection goes
+            if f.redirect is not None:
+                return web.Response(status=f.redirect_status, headers={"Location": f.redirect})
             if f.status is not None:
                 await asyncio.sleep(f.first_delay)
                 return self._error(f)
-            if body.get("stream"):
+            if (body.get("stream") and not f.json_for_stream) or f.sse_for_json:
                 return await self._stream(request, body, f)
             await asyncio.sleep(f.first_delay)
-            return web.Response(
-                body=orjson.dumps(f.body or self._complete(request.path, body)),
-                content_type="application/json",
-            )
+            return await self._json(request, f.body or self._complete(request.path, body), f)
         except asyncio.CancelledError:
             if not request.get(_DROPPED, False):
                 self.disconnects += 1
@@ -180,6 +186,18 @@ class FakeUpstream:
             raise
         finally:
             self.in_flight -= 1
+
+    async def _json(
+        self, request: web.Request, payload: dict[str, Any], f: Fault
+    ) -> web.StreamResponse:
+        if not f.slow_first_token:
+            return web.Response(body=orjson.dumps(payload), content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await asyncio.sleep(f.slow_first_token)
+        await resp.write(orjson.dumps(payload))
+        await resp.write_eof()
+        return resp
 
     def _error(self, f: Fault) -> web.Response:
         err = f.error or {
@@ -191,7 +209,7 @@ class FakeUpstream:
         headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
         return web.Response(
             status=f.status or 500,
-            body=orjson.dumps({"error": err}),
+            body=orjson.dumps(f.error_body or {"error": err}),
             content_type="application/json",
             headers=headers,
         )
@@ -269,7 +287,7 @@ class FakeUpstream:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         chat = request.path.endswith("/chat/completions")
-        await asyncio.sleep(f.first_delay)
+        await asyncio.sleep(f.first_delay + f.slow_first_token)
         for i in range(self.chunks):
             if f.malformed_at == i:
                 await resp.write(b"data: {this is not json\n\n")

@@ -263,5 +263,6 @@ async def test_extra_contexts_and_worker_info(
             "device": "cpu",
             "dtype": "fp32",
             "format": "safetensors",
+            "supports_continuation": "true",
         }
     ]

@@ -24,6 +24,8 @@ def model_card(bundle: Any, created: int = 0) -> dict[str, Any]:
             "device": bundle.device,
             "format": bundle.fmt,
             "path": str(bundle.spec.model_name_or_path),
+            # the chat endpoint accepts continue_final_message: gateways may resume here
+            "supports_continuation": True,
         },
     }
 
