@@ -205,7 +205,7 @@ def _dispatch(args: Args) -> int:
 
 def _serve(a: Args) -> int:
     return _call(
-        "switchgear.proxy.server:serve_from_cli",
+        "switchgear.settings.check:serve_cli",
         config=a.config,
         host=a.host,
         port=a.port,

@@ -37,15 +37,23 @@ LAYERS: dict[str, int] = {
     "switchgear.errors": 0,
     "switchgear.settings": 0,
     "switchgear.bodies": 0,
+    "switchgear.auth": 0,
+    "switchgear.urls": 0,
     "switchgear": 1,
     "switchgear.plugins": 1,
     "switchgear.discovery": 2,
     "switchgear.detector": 2,
+    "switchgear.state": 2,
+    # Scale-decision records: core types only, read by the proxy and the orchestrator plugins.
+    "switchgear.orchestrators.policy": 2,
     "switchgear.worker": 3,
     "switchgear.proxy": 3,
     "switchgear.default_plugins": 4,
+    "switchgear.orchestrators": 4,
     "switchgear.cli": 5,
     "switchgear.launcher": 5,
+    # `config check` and `serve`: they check settings against every plugin, so sit on top.
+    "switchgear.settings.check": 5,
     "switchgear.plugins.adapters": 6,
     "switchgear.plugins.builtin": 6,
 }

@@ -37,13 +37,15 @@ def backends_from_settings(entries: Iterable[Any]) -> list[Backend]:
     seen_pairs: set[tuple[str, str]] = set()
     for i, e in enumerate(entries):
         bid = e.id or default_id(e.model, e.url, models_per_url[e.url] > 1)
-        if bid in seen_ids or (e.model, e.url) in seen_pairs:
+        # Identity: the explicit id, else (model, URL) — see settings.problems.backend_problems.
+        if bid in seen_ids or (e.id is None and (e.model, e.url) in seen_pairs):
             log.warning(
                 "backends[%d] (%s at %s) repeats an earlier backend; skipped", i, e.model, e.url
             )
             continue
         seen_ids.add(bid)
-        seen_pairs.add((e.model, e.url))
+        if e.id is None:
+            seen_pairs.add((e.model, e.url))
         out.append(
             Backend(
                 id=bid,

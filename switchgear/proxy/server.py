@@ -28,8 +28,7 @@ from switchgear.proxy import keys
 from switchgear.proxy.app import create_app
 from switchgear.proxy.edge import EdgeGuard, EdgeSite, raise_nofile_limit
 from switchgear.proxy.metrics import multiprocess_dir
-from switchgear.settings import Settings, load_settings
-from switchgear.settings.check import refuse_on_problems
+from switchgear.settings import Settings
 
 log = logging.getLogger("switchgear.proxy")
 
@@ -146,13 +145,8 @@ def _child(settings_json: str) -> None:
     sys.exit(run_process(Settings.model_validate_json(settings_json), reuse_port=True))
 
 
-def serve_from_cli(
-    config: str | None, host: str | None, port: int | None, workers: int | None
-) -> int:
-    settings = load_settings(
-        config, **{"listen.host": host, "listen.port": port, "workers": workers}
-    )
-    refuse_on_problems(settings)  # the checks of `config check`: every error at once
+def serve_settings(settings: Settings) -> int:
+    """Serve checked settings: one process, or ``workers`` processes on one port."""
     if settings.workers == 1:
         return run_process(settings)
     if settings.listen.port == 0:

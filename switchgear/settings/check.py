@@ -28,7 +28,7 @@ def plugin_problems(settings: Settings, pm: Any = None) -> list[Problem]:
     """Unknown protocols, detectors and quantization methods, as the plugins see them."""
     from switchgear.default_plugins.quantization import METHODS
     from switchgear.detector.registry import detector_factories
-    from switchgear.plugins.manager import first_result_sync, make_plugin_manager
+    from switchgear.plugins.manager import adapter_for, make_plugin_manager
     from switchgear.types import Backend
 
     if pm is None:
@@ -38,7 +38,7 @@ def plugin_problems(settings: Settings, pm: Any = None) -> list[Problem]:
         backend = Backend(
             id=e.id or e.url, model=e.model, url=e.url, protocol=e.protocol, meta=dict(e.meta)
         )
-        if first_result_sync(pm, "adapter_for_backend", backend=backend) is None:
+        if adapter_for(pm, backend) is None:
             out.append(
                 Problem(
                     f"backends[{i}].protocol",
@@ -140,3 +140,14 @@ def _check_scaling(settings: Settings) -> int:
     for problem in found:
         print(f"  error: {problem}")
     return 1 if found else 0
+
+
+def serve_cli(config: str | None, host: str | None, port: int | None, workers: int | None) -> int:
+    """``switchgear serve``: the checks of ``config check`` (every error at once), then serve."""
+    from switchgear.proxy.server import serve_settings
+
+    settings = load_settings(
+        config, **{"listen.host": host, "listen.port": port, "workers": workers}
+    )
+    refuse_on_problems(settings)
+    return serve_settings(settings)

@@ -25,13 +25,17 @@ class Problem:
 
 
 def backend_problems(settings: Any) -> list[Problem]:
-    """Duplicate backends (same model and URL) and duplicate explicit ids, naming both."""
+    """Duplicate backends and duplicate explicit ids, naming both.
+
+    A backend is identified by its explicit id when it has one, else by (model, URL): entries
+    with distinct ids may share a model and URL (several replicas behind one address).
+    """
     out: list[Problem] = []
     by_pair: dict[tuple[str, str], int] = {}
     by_id: dict[str, int] = {}
     for i, b in enumerate(settings.backends):
         pair = (b.model, b.url)
-        if pair in by_pair:
+        if b.id is None and pair in by_pair:
             out.append(
                 Problem(
                     f"backends[{i}]",
@@ -39,7 +43,7 @@ def backend_problems(settings: Any) -> list[Problem]:
                     f"at the same url {b.url!r}",
                 )
             )
-        else:
+        elif b.id is None:
             by_pair[pair] = i
         if b.id is not None:
             if b.id in by_id:
