@@ -53,6 +53,20 @@ def free(bundle: ModelBundle | None) -> None:
         pass
 
 
+def _settle_heap() -> None:
+    """Move the objects alive now (the loaded model, its tokenizer, the libraries) out of
+    the garbage collector's reach.
+
+    A request with tens of thousands of messages allocates enough objects to set off full
+    collections, and each one walked the whole model's object graph while holding the GIL:
+    bench/worker_loop.py saw the event loop stall two to four times longer without this.
+    Unfreezing and collecting first lets the previous model's cycles go after a swap.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class ModelSlot:
     """Holds the serving engine; every state change happens on the event loop."""
 
@@ -82,6 +96,7 @@ class ModelSlot:
 
     def _engine_for(self, bundle: ModelBundle) -> Engine:
         self.metrics.set_model(bundle)
+        _settle_heap()
         return Engine(
             bundle,
             max_batch_size=self.worker.max_batch_size,
