@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,6 +34,47 @@ LIMITS = "rate_limits: {requests_per_minute: 100000000, tokens_per_minute: 10000
 def gateway(cfg: Path, port: int) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "switchgear.cli", "--log-level", "WARNING", "serve"]
     return subprocess.Popen([*args, "--config", str(cfg), "--port", str(port)])
+
+
+def run_scenario(
+    name: str,
+    concurrency: int,
+    targets: dict[str, tuple[subprocess.Popen[bytes], str]],
+    parent: Connection,
+    redis: subprocess.Popen[bytes],
+    args: argparse.Namespace,
+) -> None:
+    """Interleaved rounds of one scenario against each target; prints a row per target."""
+    stats: dict[str, dict[str, list[float]]] = {
+        t: {"lat": [], "cpu": [], "redis": [], "n": [], "secs": []} for t in targets
+    }
+    for _ in range(args.rounds):
+        for target, (proc, url) in targets.items():
+            cpu0, r0 = cpu_seconds(proc.pid), cpu_seconds(redis.pid)
+            parent.send((url, concurrency, args.seconds, False))
+            lat = parent.recv()
+            s = stats[target]
+            s["lat"] += lat
+            s["cpu"].append(cpu_seconds(proc.pid) - cpu0)
+            s["redis"].append(cpu_seconds(redis.pid) - r0)
+            s["n"].append(len(lat))
+    per: dict[str, tuple[float, float, float]] = {}
+    for target, s in stats.items():
+        n = sum(s["n"])
+        cpu_ms, redis_ms = sum(s["cpu"]) / n * 1000, sum(s["redis"]) / n * 1000
+        p50 = pct(s["lat"], 0.5)
+        per[target] = (cpu_ms, p50, redis_ms)
+        print(
+            f"{name:<10} {target:<11} {n / (args.rounds * args.seconds):>8.0f} "
+            f"{p50:>8.2f} {pct(s['lat'], 0.99):>8.2f} {cpu_ms:>14.3f} {redis_ms:>17.3f}"
+        )
+    d_cpu = per["redis"][0] - per["in-process"][0]
+    d_p50 = per["redis"][1] - per["in-process"][1]
+    print(
+        f"{name:<10} {'redis − in-process':<22} gateway CPU {d_cpu:+.3f} ms/req, "
+        f"p50 {d_p50:+.3f} ms, redis-server {per['redis'][2]:.3f} ms/req "
+        f"(ratio gateway CPU {per['redis'][0] / per['in-process'][0]:.2f})"
+    )
 
 
 def main() -> int:
@@ -80,36 +122,7 @@ def main() -> int:
             f"{'gw CPU ms/req':>14} {'redis CPU ms/req':>17}"
         )
         for name, concurrency in (("c=1", 1), ("c=32", 32)):
-            stats: dict[str, dict[str, list[float]]] = {
-                t: {"lat": [], "cpu": [], "redis": [], "n": [], "secs": []} for t in targets
-            }
-            for _ in range(args.rounds):
-                for target, (proc, url) in targets.items():
-                    cpu0, r0 = cpu_seconds(proc.pid), cpu_seconds(redis.pid)
-                    parent.send((url, concurrency, args.seconds, False))
-                    lat = parent.recv()
-                    s = stats[target]
-                    s["lat"] += lat
-                    s["cpu"].append(cpu_seconds(proc.pid) - cpu0)
-                    s["redis"].append(cpu_seconds(redis.pid) - r0)
-                    s["n"].append(len(lat))
-            per: dict[str, tuple[float, float, float]] = {}
-            for target, s in stats.items():
-                n = sum(s["n"])
-                cpu_ms, redis_ms = sum(s["cpu"]) / n * 1000, sum(s["redis"]) / n * 1000
-                p50 = pct(s["lat"], 0.5)
-                per[target] = (cpu_ms, p50, redis_ms)
-                print(
-                    f"{name:<10} {target:<11} {n / (args.rounds * args.seconds):>8.0f} "
-                    f"{p50:>8.2f} {pct(s['lat'], 0.99):>8.2f} {cpu_ms:>14.3f} {redis_ms:>17.3f}"
-                )
-            d_cpu = per["redis"][0] - per["in-process"][0]
-            d_p50 = per["redis"][1] - per["in-process"][1]
-            print(
-                f"{name:<10} {'redis − in-process':<22} gateway CPU {d_cpu:+.3f} ms/req, "
-                f"p50 {d_p50:+.3f} ms, redis-server {per['redis'][2]:.3f} ms/req "
-                f"(ratio gateway CPU {per['redis'][0] / per['in-process'][0]:.2f})"
-            )
+            run_scenario(name, concurrency, targets, parent, redis, args)
     finally:
         parent.send(None)
         for proc in (local, shared, redis):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
@@ -76,26 +77,30 @@ def normalise_ip(host: str) -> IPAddress | None:
     return ip
 
 
+# In order: the first that holds names the reason (a metadata address is also link-local).
+_ADDRESS_REASONS: tuple[tuple[Callable[[IPAddress], bool], str], ...] = (
+    (lambda ip: ip in METADATA_ADDRESSES, "a cloud metadata address"),
+    (lambda ip: ip.is_loopback, "a loopback address"),
+    (lambda ip: ip.is_link_local, "a link-local address"),
+    (lambda ip: ip.is_unspecified or ip.is_multicast or ip.is_reserved, "not a unicast address"),
+    (lambda ip: ip.is_private, "a private address"),
+)
+
+
+def _host_name_reason(host: str) -> str | None:
+    name = host.rstrip(".").lower()
+    if name in METADATA_HOSTS:
+        return "a cloud metadata host"
+    if name == "localhost" or name.endswith(".localhost"):
+        return "a loopback host"
+    return None
+
+
 def forbidden_reason(host: str, ip: IPAddress | None) -> str | None:
     """Why a destination needs an explicit pattern (None: a public destination)."""
     if ip is None:
-        name = host.rstrip(".").lower()
-        if name in METADATA_HOSTS:
-            return "a cloud metadata host"
-        if name == "localhost" or name.endswith(".localhost"):
-            return "a loopback host"
-        return None
-    if ip in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
-        return "not a unicast address"
-    if ip.is_private:
-        return "a private address"
-    return None
+        return _host_name_reason(host)
+    return next((reason for holds, reason in _ADDRESS_REASONS if holds(ip)), None)
 
 
 def parse_pattern(pattern: str) -> Pattern:

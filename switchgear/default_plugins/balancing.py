@@ -36,7 +36,7 @@ def p2c(backends: Sequence[Backend], stats: Any) -> list[Backend]:
 
     def score(b: Backend) -> float:
         e = stats.ewma(b.id)
-        return (stats.outstanding(b.id) + 1) * (unknown if e is None else e)
+        return float((stats.outstanding(b.id) + 1) * (unknown if e is None else e))
 
     order = list(backends)
     random.shuffle(order)  # the two sampled replicas, and random tie-breaks below

@@ -96,7 +96,7 @@ class BackendState:
         if st.ejected is not None:
             return False
         if st.state == OPEN:
-            return self.clock() - st.opened_at >= self.cooldown
+            return bool(self.clock() - st.opened_at >= self.cooldown)
         return not (st.state == HALF_OPEN and st.probe_in_flight)
 
     def admit(self, backend_id: str) -> bool:

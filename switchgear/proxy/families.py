@@ -13,7 +13,7 @@ partial support lists the code in ``extra["partial_languages"]``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -93,7 +93,9 @@ def _set_fields(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     names = getattr(obj, "model_fields_set", None)
     if names is None:
         names = obj.keys() if isinstance(obj, Mapping) else ()
-    get = obj.get if isinstance(obj, Mapping) else (lambda k: getattr(obj, k, None))
+    get: Callable[[str], Any] = (
+        obj.get if isinstance(obj, Mapping) else (lambda k: getattr(obj, k, None))
+    )
     return {k: get(k) for k in names if k not in skip and get(k) is not None}
 
 

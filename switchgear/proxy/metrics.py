@@ -126,7 +126,7 @@ class Metrics:
         if not path:
             return generate_latest(self.registry)
         fleet = CollectorRegistry()
-        MultiProcessCollector(fleet, path=path)
+        MultiProcessCollector(fleet, path=path)  # type: ignore[no-untyped-call]
         return generate_latest(fleet)
 
 

@@ -52,9 +52,10 @@ class RateLimiter:
         shared = self._shared()
         if shared is not None:
             try:
-                return await shared.take(
+                refused: Refusal | None = await shared.take(
                     key, limit.requests_per_minute, limit.tokens_per_minute, tokens
                 )
+                return refused
             except FAILURES:
                 pass
         if self.fleet is not None and self.fleet.shared:

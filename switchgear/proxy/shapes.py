@@ -49,7 +49,8 @@ def _chunk_choice(choice: dict[str, Any], i: int, chat: bool) -> dict[str, Any]:
     if not chat:
         out["text"] = str(choice.get("text") or "")
         return out
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    raw = choice.get("message")
+    message: dict[str, Any] = raw if isinstance(raw, dict) else {}
     delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
     if message.get("tool_calls"):
         delta["tool_calls"] = [
@@ -97,7 +98,8 @@ class _Choice:
         if not chat:
             self.parts.append(str(choice.get("text") or ""))
             return
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        raw = choice.get("delta")
+        delta: dict[str, Any] = raw if isinstance(raw, dict) else {}
         self.role = delta.get("role") or self.role
         if isinstance(delta.get("content"), str):
             self.parts.append(delta["content"])
@@ -111,7 +113,8 @@ class _Choice:
         )
         if call.get("id"):
             slot["id"] = call["id"]
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        raw = call.get("function")
+        fn: dict[str, Any] = raw if isinstance(raw, dict) else {}
         got = slot["function"]
         if fn.get("name"):
             got["name"] = fn["name"]

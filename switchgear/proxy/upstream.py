@@ -378,8 +378,9 @@ def _says_context(status: int, payload: dict[str, Any] | None) -> bool:
 def _delay(exc: _Retryable, pol: ModelPolicy, attempt: int) -> float:
     """The wait before the next attempt: Retry-After when given, else jittered backoff."""
     if exc.retry_after is not None:
-        return min(exc.retry_after, pol.retries.retry_after_cap)
-    return min(pol.retries.backoff_max, pol.retries.backoff_base * 2**attempt) * random.random()
+        return float(min(exc.retry_after, pol.retries.retry_after_cap))
+    backoff: float = min(pol.retries.backoff_max, pol.retries.backoff_base * 2**attempt)
+    return backoff * random.random()
 
 
 def _transport_failure(exc: BaseException, att: Attempt) -> _Retryable:

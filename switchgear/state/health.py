@@ -155,4 +155,4 @@ class HealthSync:
                 self.synced.clear()
             finally:
                 with contextlib.suppress(*FAILURES):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

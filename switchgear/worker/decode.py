@@ -307,4 +307,5 @@ def embed(bundle: ModelBundle, prompts: list[list[int]]) -> list[list[float]]:
     hidden = out.hidden_states[-1].float().cpu()
     m = mask.unsqueeze(-1).float()
     pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-    return pooled.tolist()
+    vectors: list[list[float]] = pooled.tolist()
+    return vectors

@@ -12,12 +12,16 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from switchgear.errors import ConfigError
 from switchgear.settings.worker import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("switchgear.worker.loading")
 
@@ -141,7 +145,7 @@ def checkpoint_files(path: Path, fmt: Format) -> list[Path]:
     )
 
 
-def iter_checkpoint(files: list[Path]):
+def iter_checkpoint(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) for every tensor stored in a PyTorch checkpoint, file by file."""
     import torch
 
@@ -272,12 +276,14 @@ def load_bundle(spec: ModelSpec, pm: Any) -> ModelBundle:
 
     started = time.perf_counter()
     before = memory_snapshot()
-    bundle = first_result_sync(pm, "load_model", spec=spec)
+    bundle: ModelBundle | None = first_result_sync(pm, "load_model", spec=spec)
     if bundle is None:
         raise ConfigError("worker.model", f"no plugin could load {spec.model_name_or_path}")
     method = spec.quantization
     if method and method != bundle.quantization:
-        quantized = first_result_sync(pm, "quantize_model", bundle=bundle, method=method, spec=spec)
+        quantized: ModelBundle | None = first_result_sync(
+            pm, "quantize_model", bundle=bundle, method=method, spec=spec
+        )
         if quantized is None:
             raise ConfigError(
                 "worker.model.quantization", f"no plugin offers quantization {method!r}"

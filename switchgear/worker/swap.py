@@ -201,13 +201,7 @@ class ModelSlot:
             except Exception as exc:
                 return refused(f"the eval set cannot be read: {exc}", "eval_set_unreadable")
         if drain:
-            if verify:
-                await self._measure_before_drain(current, ctx)
-            self._available.clear()
-            await asyncio.to_thread(old.drain)
-            old.close()
-            current.bundle = None
-            free(old.bundle)
+            await self._drain_first(old, current, ctx, verify=verify)
         try:
             candidate = await asyncio.to_thread(load_bundle, spec, self.pm)
         except Exception as exc:
@@ -215,21 +209,7 @@ class ModelSlot:
             if drain:
                 await self._restore(old.bundle.spec)
             return refused(f"the candidate failed to load: {exc}", "candidate_unloadable")
-        gates: list[GateResult] = []
-        if verify:
-            cand = Subject(candidate.name, candidate.tokenizer, candidate)
-            raw = await asyncio.to_thread(
-                call_hook_sync,
-                self.pm,
-                "verify_swap",
-                current=current,
-                candidate=cand,
-                settings=ctx,
-            )
-            gates = collect(raw, ctx)
-            ref = ctx.cache.get("reference")
-            if ref is not None and ref is not candidate:
-                free(ref)
+        gates = await self._verify(current, candidate, ctx) if verify else []
         report = SwapReport(True, candidate.name, gates, 0.0, path=spec.model_name_or_path)
         if report.failed:
             report.ok = False
@@ -242,16 +222,50 @@ class ModelSlot:
                 "; ".join(f"{x.gate}: {x.detail}" for x in report.failed),
             )
         else:
-            self.engine = self._engine_for(candidate)
-            await asyncio.to_thread(self.history.push, old.bundle.spec)
-            self._available.set()
-            if not drain:
-                await asyncio.to_thread(old.drain)
-                old.close()
-                free(old.bundle)
-            log.info("swapped to %s", candidate.name)
+            await self._commit(old, candidate, drained=drain)
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _drain_first(
+        self, old: Engine, current: Subject, ctx: SwapContext, *, verify: bool
+    ) -> None:
+        """Drain mode: measure what the gates need of the current model, then let it go."""
+        if verify:
+            await self._measure_before_drain(current, ctx)
+        self._available.clear()
+        await asyncio.to_thread(old.drain)
+        old.close()
+        current.bundle = None
+        free(old.bundle)
+
+    async def _verify(
+        self, current: Subject, candidate: ModelBundle, ctx: SwapContext
+    ) -> list[GateResult]:
+        cand = Subject(candidate.name, candidate.tokenizer, candidate)
+        raw = await asyncio.to_thread(
+            call_hook_sync,
+            self.pm,
+            "verify_swap",
+            current=current,
+            candidate=cand,
+            settings=ctx,
+        )
+        gates = collect(raw, ctx)
+        ref = ctx.cache.get("reference")
+        if ref is not None and ref is not candidate:
+            free(ref)
+        return gates
+
+    async def _commit(self, old: Engine, candidate: ModelBundle, *, drained: bool) -> None:
+        """Serve the candidate; back up the old config and, unless drained already, drain it."""
+        self.engine = self._engine_for(candidate)
+        await asyncio.to_thread(self.history.push, old.bundle.spec)
+        self._available.set()
+        if not drained:
+            await asyncio.to_thread(old.drain)
+            old.close()
+            free(old.bundle)
+        log.info("swapped to %s", candidate.name)
 
     async def _restore(self, spec: ModelSpec) -> None:
         bundle = await asyncio.to_thread(load_bundle, spec, self.pm)

@@ -15,7 +15,10 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 log = logging.getLogger("switchgear.worker.tiny")
 
@@ -75,7 +78,7 @@ class TinySpec:
     tokenizer: TokenizerKind = "mixed"
 
 
-def build_tokenizer(vocab: int, kind: TokenizerKind = "mixed"):  # -> PreTrainedTokenizerFast
+def build_tokenizer(vocab: int, kind: TokenizerKind = "mixed") -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -104,7 +107,7 @@ def build_tokenizer(vocab: int, kind: TokenizerKind = "mixed"):  # -> PreTrained
     return fast
 
 
-def build_model(spec: TinySpec, tokenizer):  # -> PreTrainedModel
+def build_model(spec: TinySpec, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
     import torch
     from transformers import (
         AutoModelForCausalLM,
@@ -150,7 +153,8 @@ def build_model(spec: TinySpec, tokenizer):  # -> PreTrainedModel
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
-    return model.eval()
+    tiny: PreTrainedModel = model.eval()
+    return tiny
 
 
 def make_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
@@ -167,6 +171,7 @@ def make_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
         model.save_pretrained(out, safe_serialization=False)
     elif spec.fmt == "pt":
         model.config.save_pretrained(out)
+        assert model.generation_config is not None  # build_model sets it
         model.generation_config.save_pretrained(out)
         torch.save(model.state_dict(), out / "model.pt")
     else:

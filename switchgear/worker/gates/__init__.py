@@ -73,7 +73,7 @@ GATES = (
 def _run(gate: Any, current: Subject, candidate: Subject, ctx: SwapContext) -> GateResult:
     started = time.perf_counter()
     try:
-        res = gate(current, candidate, ctx)
+        res: GateResult = gate(current, candidate, ctx)
     except Exception as exc:  # a gate that cannot run fails closed
         log.exception("gate %s failed to run", gate.__name__)
         res = GateResult(gate.__name__.removesuffix("_gate"), False, f"error: {exc}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from switchgear.settings.worker import GateSettings
 from switchgear.worker.loading import ModelBundle
@@ -99,7 +99,7 @@ class SwapContext:
         """The candidate's unquantized PyTorch twin (loaded once per swap), or None."""
         if "reference" not in self.cache:
             self.cache["reference"] = _load_reference(candidate)
-        return self.cache["reference"]
+        return cast("ModelBundle | None", self.cache["reference"])
 
 
 def _load_reference(candidate: ModelBundle) -> ModelBundle | None:

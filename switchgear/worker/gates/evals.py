@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from switchgear.errors import ConfigError
 from switchgear.worker.gates.base import GateResult, Subject, SwapContext
@@ -127,7 +127,7 @@ def eval_rows(ctx: SwapContext) -> tuple[str, list[tuple[str, str]]]:
         ctx.cache["eval_rows"] = (
             (str(path), read_eval(path)) if path else ("built-in set", list(BUILTIN))
         )
-    return ctx.cache["eval_rows"]
+    return cast("tuple[str, list[tuple[str, str]]]", ctx.cache["eval_rows"])
 
 
 def current_answers(current: Subject, ctx: SwapContext) -> list[str] | None:
@@ -136,7 +136,7 @@ def current_answers(current: Subject, ctx: SwapContext) -> list[str] | None:
             return None
         _, rows = eval_rows(ctx)
         current.cache["eval"] = current.run(lambda b: answers(b, rows))
-    return current.cache["eval"]
+    return cast("list[str] | None", current.cache["eval"])
 
 
 def eval_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> GateResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from switchgear.worker.gates.base import GateResult, Subject, SwapContext, probe_ids, short
 from switchgear.worker.loading import ModelBundle, checkpoint_files, iter_checkpoint
@@ -131,7 +131,7 @@ def probe_generations(subject: Subject, ctx: SwapContext) -> list[list[int]] | N
         subject.cache["generations"] = subject.run(
             lambda b: greedy(b, probe_ids(b.tokenizer, g.probes), g.generation_tokens)
         )
-    return subject.cache["generations"]
+    return cast("list[list[int]] | None", subject.cache["generations"])
 
 
 def _stuck(tokens: list[int], limit: int) -> bool:

@@ -9,8 +9,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from switchgear.worker.gates.base import GateResult, Subject, SwapContext, probe_ids
 from switchgear.worker.loading import ModelBundle, checkpoint_files, iter_checkpoint
+
+if TYPE_CHECKING:
+    import torch
 
 
 def weights_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> GateResult:
@@ -30,11 +36,33 @@ def weights_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> Gate
             )
     assert model is not None
     params = model.model.state_dict()
-    files = checkpoint_files(bundle.path, bundle.fmt)
     seen: set[str] = set()
-    count = 0
+    refused = _compare_checkpoint(params, checkpoint_files(bundle.path, bundle.fmt), atol, seen)
+    if refused is not None:
+        return refused
+    count = len(seen)
+    stored = {params[n].data_ptr() for n in seen}
+    missing = [
+        n for n, t in model.model.named_parameters() if n not in seen and t.data_ptr() not in stored
+    ]
+    if missing:
+        return GateResult(
+            "weights",
+            False,
+            f"parameter {missing[0]} is not in the checkpoint ({len(missing)} missing)",
+            limit=atol,
+        )
+    return GateResult(
+        "weights", True, f"{count} tensors equal within {atol:g}", value=0.0, limit=atol
+    )
+
+
+def _compare_checkpoint(
+    params: dict[str, torch.Tensor], files: list[Path], atol: float, seen: set[str]
+) -> GateResult | None:
+    """The refusal for the first checkpoint tensor that differs from its parameter; fills
+    ``seen`` with the names compared."""
     for name, tensor in iter_checkpoint(files):
-        count += 1
         loaded = params.get(name)
         if loaded is None:
             return GateResult(
@@ -61,20 +89,7 @@ def weights_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> Gate
                 value=diff,
                 limit=atol,
             )
-    stored = {params[n].data_ptr() for n in seen}
-    missing = [
-        n for n, t in model.model.named_parameters() if n not in seen and t.data_ptr() not in stored
-    ]
-    if missing:
-        return GateResult(
-            "weights",
-            False,
-            f"parameter {missing[0]} is not in the checkpoint ({len(missing)} missing)",
-            limit=atol,
-        )
-    return GateResult(
-        "weights", True, f"{count} tensors equal within {atol:g}", value=0.0, limit=atol
-    )
+    return None
 
 
 def outputs_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> GateResult:
