@@ -63,6 +63,16 @@ async def poll_until(
                 pass
 
 
+async def seconds_until(
+    check: Callable[[], Any], within: float = 5.0, what: str | Callable[[], str] = "condition"
+) -> float:
+    """:func:`poll_until`, returning the seconds it took (for tests that bound a delay)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await poll_until(check, within, what)
+    return loop.time() - started
+
+
 def poll_until_sync(
     check: Callable[[], T | None], within: float, what: str, *, interval: float = 0.2
 ) -> T:

@@ -3,13 +3,11 @@ traffic goes to the others meanwhile, and it is back once it answers again; both
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from switchgear.proxy import keys
 from tests.hardening.conftest import ROOT, free_port, wait_ready
+from tests.helpers import seconds_until
 
 INTERVAL = 1.0
 CHECKS = {
@@ -48,14 +47,8 @@ def frozen_capable() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 
 
 async def _until(predicate: Callable[[], bool], within: float) -> float:
-    """Seconds until ``predicate`` held (polling the gateway's state; TimeoutError after)."""
-    t0 = time.monotonic()
-    async with asyncio.timeout(within):
-        while True:
-            if predicate():
-                break
-            await asyncio.sleep(0.02)  # polling a condition, not synchronising
-    return time.monotonic() - t0
+    """Seconds until ``predicate`` held (polling the gateway's state; fails after ``within``)."""
+    return await seconds_until(predicate, within, "gateway health state")
 
 
 async def test_a_frozen_backend_is_out_within_two_intervals_and_comes_back(

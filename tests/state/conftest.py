@@ -9,7 +9,6 @@ Every wait polls a condition against a deadline; nothing sleeps to synchronise.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ import redis
 import yaml
 
 from tests.conftest import free_port
+from tests.helpers import seconds_until
 from tests.proxy.conftest import backends, gateway, gateway_pm, upstream
 
 __all__ = ["backends", "gateway", "gateway_pm", "upstream"]
@@ -37,11 +37,7 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 async def until(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
     """Poll ``predicate`` until true; returns the seconds it took (fails past ``within``)."""
-    t0 = time.monotonic()
-    while not await predicate():
-        assert time.monotonic() - t0 < within, f"not within {within}s: {what}"
-        await asyncio.sleep(0.01)  # polling interval, not synchronisation
-    return time.monotonic() - t0
+    return await seconds_until(predicate, within, what)
 
 
 @dataclass
