@@ -190,7 +190,11 @@ def setup_fleet(app: web.Application) -> None:
             return service.engine.observe if service is not None else None
 
         detecting = settings.detector.enabled and state.shared
-        async with state.running(app[keys.BACKEND_STATE], feed if detecting else None):
+        async with state.running(
+            app[keys.BACKEND_STATE],
+            feed if detecting else None,
+            models=app[keys.CATALOG].policies,
+        ):
             if detecting:
                 app[keys.OBSERVERS].append(state.observe)
                 assert state.leader is not None

@@ -92,10 +92,7 @@ class Gateway:
             return False
 
     async def set_fallback(self, model: str, active: bool) -> None:
-        if active:
-            self.policies.in_fallback.add(model)
-        else:
-            self.policies.in_fallback.discard(model)
+        self.policies.set_fallback(model, active, "detector")
 
     async def _scale(self, request: ScaleRequest) -> ScaleResult | None:
         result = await first_result(

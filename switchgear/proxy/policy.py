@@ -10,7 +10,7 @@ built-in catalogue, backend metadata and Consul KV reach fallback decisions.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,27 @@ class Policies:
         #: Models the detector's policy sent to their fallback chain (``set_fallback``):
         #: their chain starts at the first fallback while they are here.
         self.in_fallback: set[str] = set()
+        #: Told of every local change to ``in_fallback`` (model, "fallback" | "restore",
+        #: reason), so the fleet state can share it with the other gateways.
+        self.on_change: Callable[[str, str, str], None] | None = None
+
+    def set_fallback(self, model: str, active: bool, reason: str = "") -> None:
+        """Send ``model``'s traffic along its fallback chain (active) or back to it."""
+        if active == (model in self.in_fallback):
+            return
+        self.apply(model, "fallback" if active else "restore")
+        if self.on_change is not None:
+            self.on_change(model, "fallback" if active else "restore", reason)
+
+    def apply(self, model: str, kind: str, reason: str = "", age_s: float = 0.0) -> None:
+        """Apply another gateway's fallback switch; not reported to ``on_change``."""
+        if kind == "fallback":
+            self.in_fallback.add(model)
+        elif kind == "restore":
+            self.in_fallback.discard(model)
+
+    def fallback_models(self) -> set[str]:
+        return set(self.in_fallback)
 
     def use(self, infos: Mapping[str, ModelInfo]) -> None:
         """Take context lengths and fallback chains from ``infos`` (the model catalogue)."""

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from switchgear.settings.state import StateSettings
-from switchgear.state.health import HealthSync, HealthTarget
+from switchgear.state.health import HealthSync, HealthTarget, ModelTarget
 from switchgear.state.leader import Leadership
 from switchgear.state.limits import RedisLimits
 from switchgear.state.metrics import StateMetrics
@@ -69,14 +69,17 @@ class FleetState:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, backends: HealthTarget, feed: Callable[[], Feed | None] | None = None
+        self,
+        backends: HealthTarget,
+        feed: Callable[[], Feed | None] | None = None,
+        models: ModelTarget | None = None,
     ) -> AsyncIterator[FleetState]:
         if not self.shared:
             yield self
             return
         store = self.store = RedisStore(self.settings, self.metrics, workers=self.workers)
         self.limits = RedisLimits(store)
-        self.health = HealthSync(store, backends)
+        self.health = HealthSync(store, backends, models)
         store.metrics.up.set(0)
         if not await store.beat():
             log.warning(

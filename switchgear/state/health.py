@@ -1,8 +1,10 @@
-"""Backend health shared by a fleet: ejections, readmissions and breaker open/close.
+"""Backend health shared by a fleet: ejections, readmissions, breaker open/close, and the
+detector's fallback switches (a model sent along its fallback chain, and back).
 
 Every change a gateway makes to its :class:`~switchgear.proxy.breaker.BackendState`
 (``on_change``) is written to two Redis hashes (``<prefix>:ejected``: backend → reason,
-``<prefix>:open``: backend → wall time the breaker opened) and published on the
+``<prefix>:open``: backend → wall time the breaker opened; ``<prefix>:fallback``: model →
+reason, from the model target's ``on_change``) and published on the
 ``<prefix>:health`` channel in one pipeline. Every gateway subscribes and applies the
 changes of the others as they arrive (milliseconds after the change).
 
@@ -31,7 +33,15 @@ from switchgear.state.store import FAILURES, RedisStore, cancelled_meanwhile
 log = logging.getLogger("switchgear.state")
 
 EJECT, READMIT, OPEN, CLOSE = "eject", "readmit", "open", "close"
-_DIMENSION = {EJECT: "ejected", READMIT: "ejected", OPEN: "open", CLOSE: "open"}
+FALLBACK, RESTORE = "fallback", "restore"
+_DIMENSION = {
+    EJECT: "ejected",
+    READMIT: "ejected",
+    OPEN: "open",
+    CLOSE: "open",
+    FALLBACK: "fallback",
+    RESTORE: "fallback",
+}
 
 
 class HealthTarget(Protocol):
@@ -44,6 +54,16 @@ class HealthTarget(Protocol):
     def ejected_ids(self) -> dict[str, str]: ...
 
 
+class ModelTarget(Protocol):
+    """What :class:`HealthSync` needs of the gateway's fallback switches (per model)."""
+
+    on_change: Callable[[str, str, str], None] | None
+
+    def apply(self, model: str, kind: str, reason: str, age_s: float = 0.0) -> None: ...
+
+    def fallback_models(self) -> set[str]: ...
+
+
 @dataclass(slots=True)
 class Change:
     backend_id: str
@@ -53,13 +73,17 @@ class Change:
 
 
 class HealthSync:
-    def __init__(self, store: RedisStore, target: HealthTarget) -> None:
-        self.store, self.target = store, target
+    def __init__(
+        self, store: RedisStore, target: HealthTarget, models: ModelTarget | None = None
+    ) -> None:
+        self.store, self.target, self.models = store, target, models
         self.channel = store.key("health")
         self._pending: dict[tuple[str, str], Change] = {}
         self._dirty = asyncio.Event()
         self.synced = asyncio.Event()  # set once the first load after a connection is done
         target.on_change = self.changed
+        if models is not None:
+            models.on_change = self.changed
 
     # --- out --------------------------------------------------------------------------------
 
@@ -75,8 +99,13 @@ class HealthSync:
         batch = dict(self._pending)
         pipe = self.store.client.pipeline(transaction=False)
         ejected, opened = self.store.key("ejected"), self.store.key("open")
+        fallback = self.store.key("fallback")
         for c in batch.values():
-            if c.kind == EJECT:
+            if c.kind == FALLBACK:
+                pipe.hset(fallback, c.backend_id, c.reason)
+            elif c.kind == RESTORE:
+                pipe.hdel(fallback, c.backend_id)
+            elif c.kind == EJECT:
                 pipe.hset(ejected, c.backend_id, c.reason)
             elif c.kind == READMIT:
                 pipe.hdel(ejected, c.backend_id)
@@ -113,7 +142,10 @@ class HealthSync:
             if msg["o"] == self.store.member:
                 return
             age = max(0.0, time.time() - float(msg["t"]))
-            self.target.apply(str(msg["b"]), str(msg["k"]), str(msg.get("r") or ""), age)
+            kind = str(msg["k"])
+            target = self.models if kind in (FALLBACK, RESTORE) else self.target
+            if target is not None:
+                target.apply(str(msg["b"]), kind, str(msg.get("r") or ""), age)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("ignoring a malformed health message on %s", self.channel)
             return
@@ -124,7 +156,8 @@ class HealthSync:
         pipe = self.store.client.pipeline(transaction=False)
         pipe.hgetall(self.store.key("ejected"))
         pipe.hgetall(self.store.key("open"))
-        ejected, opened = await self.store.call("health_load", pipe.execute())
+        pipe.hgetall(self.store.key("fallback"))
+        ejected, opened, fallback = await self.store.call("health_load", pipe.execute())
         shared = {k.decode(): v.decode() for k, v in ejected.items()}
         for backend_id, reason in shared.items():
             self.target.apply(backend_id, EJECT, reason)
@@ -134,6 +167,16 @@ class HealthSync:
         now = time.time()
         for k, v in opened.items():
             self.target.apply(k.decode(), OPEN, "", max(0.0, now - float(v)))
+        if self.models is not None:
+            self._load_fallbacks({k.decode(): v.decode() for k, v in fallback.items()})
+
+    def _load_fallbacks(self, shared: dict[str, str]) -> None:
+        assert self.models is not None
+        for model, reason in shared.items():
+            self.models.apply(model, FALLBACK, reason)
+        for model in self.models.fallback_models() - set(shared):
+            if (model, "fallback") not in self._pending:
+                self.models.apply(model, RESTORE, "restored while away")
 
     async def subscriber(self) -> None:
         while True:

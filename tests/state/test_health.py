@@ -7,8 +7,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from switchgear.proxy.keys import BACKEND_STATE, FLEET
+from switchgear.proxy.keys import BACKEND_STATE, CATALOG, FLEET
 from tests.fakes import Fault
+from tests.proxy.conftest import backends
 from tests.state.conftest import ADMIN, fleet_config, until
 
 
@@ -95,3 +96,39 @@ async def test_a_gateway_that_starts_loads_the_fleets_ejections_first(
     b = await gateway(fleet_config(up, redis_server.url))  # serves only after it loaded
     assert b.app[BACKEND_STATE].describe("a")["ejected"] == "detector: latency"
     assert b.app[FLEET].store is not None and b.app[FLEET].store.up
+
+
+async def test_a_fallback_switch_by_one_gateway_reroutes_the_others(
+    upstream, redis_server, gateway, http
+):
+    """The detector's fallback (``Policies.set_fallback``) reaches every gateway, and one that
+    starts later loads it; switching back reaches them too."""
+    primary, fallback = await upstream("m1"), await upstream("m2")
+    config = fleet_config(primary, redis_server.url)
+    config["backends"] = [*backends(primary, id="a"), *backends(fallback, id="b")]
+    config["models"] = {"m1": {"fallback": ["m2"]}}
+    a, b = await gateway(config), await gateway(config)
+    body = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
+
+    async def served_by() -> str:
+        async with http.post(b.url + "/v1/chat/completions", json=body) as r:
+            assert r.status == 200
+            return str((await r.json())["model"])
+
+    assert await served_by() == "m1"
+    a.app[CATALOG].policies.set_fallback("m1", True, "detector")
+    await until(
+        lambda: _async("m1" in b.app[CATALOG].policies.in_fallback),
+        1.0,
+        "fallback switch seen by the other gateway",
+    )
+    assert await served_by() == "m2"
+    late = await gateway(config)  # loads the fleet's switches before it serves
+    assert late.app[CATALOG].policies.in_fallback == {"m1"}
+    a.app[CATALOG].policies.set_fallback("m1", False)
+    await until(
+        lambda: _async(not b.app[CATALOG].policies.in_fallback),
+        1.0,
+        "switch back seen by the other gateway",
+    )
+    assert await served_by() == "m1"
