@@ -272,7 +272,7 @@ class Upstream:
                     prep.method,
                     prep.url,
                     data=orjson.dumps(prep.json),
-                    headers=prep.headers,
+                    headers=att.outgoing(prep.headers),
                     timeout=pol.client_timeout,
                     allow_redirects=False,
                 )
