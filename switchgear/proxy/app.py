@@ -20,9 +20,9 @@ import aiohttp
 import pluggy
 from aiohttp import web
 
+from switchgear import telemetry
 from switchgear.discovery.base import Registry
 from switchgear.discovery.consul_client import ConsulACLError
-from switchgear import telemetry
 from switchgear.plugins.host import Host
 from switchgear.plugins.manager import call_hook, call_hook_sync, make_plugin_manager
 from switchgear.proxy import keys
@@ -248,7 +248,7 @@ def setup_upstream(app: web.Application) -> None:
 
         def retry(model: str) -> None:
             metrics.retry(model)
-            telemetry.event("switchgear.retry", **{"gen_ai.request.model": model})
+            telemetry.event("switchgear.retry", {"gen_ai.request.model": model})
 
         def observe(obs: Observation) -> None:
             metrics.observe(obs)

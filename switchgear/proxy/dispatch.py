@@ -111,7 +111,7 @@ async def dispatch(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
     request[keys.ANSWERED_BY] = (answer.model, backend.id, backend.datacenter)
     if answer.fallback_from is not None:
         app[keys.METRICS].fallback(answer.fallback_from, answer.model)
-        telemetry.event("switchgear.fallback", **{"from": answer.fallback_from, "to": answer.model})
+        telemetry.event("switchgear.fallback", {"from": answer.fallback_from, "to": answer.model})
     if isinstance(answer, StreamAnswer):
         resp = await relay_stream(request, ctx, answer, app[keys.PLUGINS])
         start_shadow(app, ctx, None, time.perf_counter() - t0)

@@ -15,12 +15,12 @@ from aiohttp import web
 
 from switchgear.detector.service import DetectorService
 from switchgear.discovery.base import Registry
+from switchgear.proxy.bodybudget import BodyBudget
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.catalog import ModelCatalog
 from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.upstream import Upstream
-from switchgear.proxy.bodybudget import BodyBudget
 from switchgear.settings import Settings
 from switchgear.state import FleetState
 from switchgear.telemetry import Tracing

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from switchgear.auth import bearer_token, is_loopback, match_key
 from switchgear import telemetry
+from switchgear.auth import bearer_token, is_loopback, match_key
 from switchgear.errors import (
     APIError,
     AuthenticationFailed,

@@ -220,7 +220,7 @@ async def resume(
     transcript.tokens_at_resume = transcript.tokens
     telemetry.event(
         "switchgear.continuation",
-        **{
+        {
             "from": failed.backend.id,
             "to": answer.backend.id,
             "gen_ai.request.model": answer.model,

@@ -109,7 +109,7 @@ def attempt_span(backend: Backend, ctx: RequestContext) -> AttemptSpan | None:
     return trace.attempt(backend, ctx) if trace is not None else None
 
 
-def event(name: str, **attributes: AttributeValue) -> None:
+def event(name: str, attributes: Mapping[str, AttributeValue]) -> None:
     """Add an event to the current request's server span, when there is one."""
     trace = _CURRENT.get()
     if trace is not None:
