@@ -18,6 +18,7 @@ only for bodies with more than ``MAX_DEPTH`` brackets, which bounds their depth 
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import orjson
@@ -25,6 +26,9 @@ from aiohttp import web
 
 from switchgear.errors import InvalidRequest, PayloadTooLarge
 
+#: Bodies larger than this are sent upstream from a buffer, written in chunks as the
+#: connection drains (aiohttp writes a ``bytes`` body at once and warns above 1 MiB).
+STREAM_BODY_BYTES = 1024 * 1024
 #: The deepest nesting a request body may have; the top-level object is depth 1.
 MAX_DEPTH = 128
 #: The deepest structure ``orjson.dumps`` encodes (tests/hardening/test_nesting.py pins it).
@@ -64,6 +68,11 @@ def _too_deep() -> InvalidRequest:
     return InvalidRequest(
         f"request body is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects"
     )
+
+
+def outgoing_body(raw: bytes) -> bytes | io.BytesIO:
+    """``raw`` as the body of an upstream request: large (vision) bodies as a buffer."""
+    return io.BytesIO(raw) if len(raw) > STREAM_BODY_BYTES else raw
 
 
 async def read_json_object(request: web.Request, limit: int | None = None) -> dict[str, Any]:

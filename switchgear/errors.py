@@ -19,6 +19,7 @@
         ├── UpstreamError            502 upstream_error (backend misbehaved)
         │   └── UpstreamStatus       passthrough of a backend's own status and error body
         ├── NoHealthyBackend         503 service_unavailable
+        ├── Overloaded               503 (retry_after seconds → Retry-After header)
         └── UpstreamTimeout          504 timeout
 
 Both programs (gateway and worker) turn exceptions into responses through
@@ -152,6 +153,17 @@ class UpstreamStatus(UpstreamError):
 
 class NoHealthyBackend(APIError):
     status, type, code = 503, "service_unavailable", "no_healthy_backend"
+
+
+class Overloaded(APIError):
+    """The gateway is at a resource limit of its own (e.g. request bodies in flight)."""
+
+    status, type, code = 503, "service_unavailable", "overloaded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
 
 
 class UpstreamTimeout(APIError):

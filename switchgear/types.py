@@ -159,6 +159,14 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one answer: as the backend reported them, else as the gateway counted."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class AnomalyEvent:
     """An anomaly on one metric of one backend (or worker), opened and closed with hysteresis."""
 

@@ -44,6 +44,8 @@ LAYERS: dict[str, int] = {
     "switchgear.discovery": 2,
     "switchgear.detector": 2,
     "switchgear.state": 2,
+    # OpenTelemetry tracing: settings and core types only; the proxy calls into it.
+    "switchgear.telemetry": 2,
     # Scale-decision records: core types only, read by the proxy and the orchestrator plugins.
     "switchgear.orchestrators.policy": 2,
     "switchgear.worker": 3,

@@ -1,19 +1,21 @@
 """What a successful upstream attempt hands back, and the bookkeeping of one attempt.
 
 An :class:`Attempt` records exactly one outcome per upstream call: it decrements the
-backend's outstanding count, feeds the breaker and EWMA, and emits one Observation. It
-carries the context of its own model (``ctx.model``), which the answers it makes read.
+backend's outstanding count, feeds the breaker and EWMA, emits one Observation and, when
+the request is traced, ends its client span. It carries the context of its own model
+(``ctx.model``), which the answers it makes read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
 
+from switchgear import telemetry
 from switchgear.proxy.breaker import BackendState
 from switchgear.types import Backend, Observation, RequestContext
 
@@ -21,7 +23,17 @@ DRAIN_S = 0.5  # longest wait for the end of a stream after [DONE] before closin
 
 
 class Attempt:
-    __slots__ = ("state", "observe", "backend", "ctx", "t0", "headers_s", "ttft_s", "finished")
+    __slots__ = (
+        "state",
+        "observe",
+        "backend",
+        "ctx",
+        "t0",
+        "headers_s",
+        "ttft_s",
+        "finished",
+        "span",
+    )
 
     def __init__(
         self,
@@ -35,17 +47,24 @@ class Attempt:
         self.headers_s: float | None = None
         self.ttft_s: float | None = None
         self.finished = False
+        self.span = telemetry.attempt_span(backend, ctx)
         state.started(backend.id)
 
     @property
     def model(self) -> str:
         return self.ctx.model
 
+    def outgoing(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """The headers to send: ``headers`` plus ``traceparent`` when the request is traced."""
+        return headers if self.span is None else self.span.inject(headers)
+
     def headers_at(self) -> None:
         self.headers_s = time.perf_counter() - self.t0
 
     def first_token(self) -> None:
         self.ttft_s = time.perf_counter() - self.t0
+        if self.span is not None:
+            self.span.first_token()
 
     def done(self, status: int, tokens: int = 0) -> None:
         if self.finished:
@@ -54,6 +73,8 @@ class Attempt:
         b = self.backend
         self.state.finished(b.id)
         self.state.success(b.id, self.headers_s)
+        if self.span is not None:
+            self.span.end(status, output_tokens=tokens)
         self.observe(
             Observation(
                 b.id,
@@ -76,6 +97,8 @@ class Attempt:
             self.state.failure(b.id, reason)
         else:
             self.state.neutral(b.id)
+        if self.span is not None:
+            self.span.end(status, output_tokens=tokens, error=reason)
         self.observe(
             Observation(
                 b.id,

@@ -20,11 +20,13 @@ import aiohttp
 import pluggy
 from aiohttp import web
 
+from switchgear import telemetry
 from switchgear.discovery.base import Registry
 from switchgear.discovery.consul_client import ConsulACLError
 from switchgear.plugins.host import Host
 from switchgear.plugins.manager import call_hook, call_hook_sync, make_plugin_manager
 from switchgear.proxy import keys
+from switchgear.proxy.bodybudget import BodyBudget
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.catalog import ModelCatalog
 from switchgear.proxy.detection import setup_detection
@@ -64,6 +66,7 @@ def create_app(
     pm = plugin_manager or make_plugin_manager(settings=settings, load_entrypoints=True)
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.limits.max_body_bytes)
     setup_state(app, settings, pm)
+    setup_tracing(app)
     setup_routes(app)
     setup_dashboard(app)
     setup_discovery(app)
@@ -96,6 +99,20 @@ def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManag
         settings.state, StateMetrics(app[keys.METRICS].registry), workers=settings.workers
     )
     app[keys.RATE_LIMITER] = RateLimiter(settings.rate_limits, app[keys.FLEET])
+    app[keys.BODY_BUDGET] = BodyBudget(settings.limits.max_body_bytes_in_flight)
+
+
+def setup_tracing(app: web.Application) -> None:
+    """OpenTelemetry tracing (``tracing``); its exporter is flushed and stopped on exit."""
+    app[keys.TRACING] = tracing = telemetry.make_tracing(app[keys.SETTINGS].tracing)
+    if not tracing.enabled:
+        return
+
+    async def exporter(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, tracing.shutdown)
+
+    app.cleanup_ctx.append(exporter)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -233,6 +250,10 @@ def setup_upstream(app: web.Application) -> None:
         )
         metrics, observers = app[keys.METRICS], app[keys.OBSERVERS]
 
+        def retry(model: str) -> None:
+            metrics.retry(model)
+            telemetry.event("switchgear.retry", {"gen_ai.request.model": model})
+
         def observe(obs: Observation) -> None:
             metrics.observe(obs)
             for callback in observers:
@@ -248,7 +269,7 @@ def setup_upstream(app: web.Application) -> None:
             app[keys.BACKEND_STATE],
             app[keys.CATALOG].policies,
             observe,
-            metrics.retry,
+            retry,
         )
         try:
             yield

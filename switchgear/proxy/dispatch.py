@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from switchgear import telemetry
 from switchgear.errors import ModelNotFound
 from switchgear.plugins.manager import first_result_sync
 from switchgear.proxy import keys
@@ -26,6 +27,7 @@ from switchgear.types import (
     ParsedRequest,
     RequestContext,
     RouteDecision,
+    Usage,
 )
 
 
@@ -109,12 +111,24 @@ async def dispatch(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
     request[keys.ANSWERED_BY] = (answer.model, backend.id, backend.datacenter)
     if answer.fallback_from is not None:
         app[keys.METRICS].fallback(answer.fallback_from, answer.model)
+        telemetry.event("switchgear.fallback", {"from": answer.fallback_from, "to": answer.model})
     if isinstance(answer, StreamAnswer):
         resp = await relay_stream(request, ctx, answer, app[keys.PLUGINS])
         start_shadow(app, ctx, None, time.perf_counter() - t0)
         return resp
     start_shadow(app, ctx, answer.body, time.perf_counter() - t0)
     usage = answer.body.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-        request[keys.TOKENS_USED] = usage["total_tokens"]
+    if isinstance(usage, dict):
+        if isinstance(usage.get("total_tokens"), int):
+            request[keys.TOKENS_USED] = usage["total_tokens"]
+        request[keys.USAGE] = usage_of(usage)
     return json_response(ctx, answer)
+
+
+def usage_of(usage: dict[str, object]) -> Usage:
+    """The tokens of an OpenAI ``usage`` object (fields that are not integers count 0)."""
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return Usage(
+        prompt if isinstance(prompt, int) else 0,
+        completion if isinstance(completion, int) else 0,
+    )

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from switchgear.detector.service import DetectorService
 from switchgear.discovery.base import Registry
+from switchgear.proxy.bodybudget import BodyBudget
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.catalog import ModelCatalog
 from switchgear.proxy.metrics import Metrics
@@ -22,7 +23,8 @@ from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.upstream import Upstream
 from switchgear.settings import Settings
 from switchgear.state import FleetState
-from switchgear.types import Observation, ParsedRequest
+from switchgear.telemetry import Tracing
+from switchgear.types import Observation, ParsedRequest, Usage
 
 if TYPE_CHECKING:  # views.dashboard imports this module
     from switchgear.orchestrators.policy import DecisionLog
@@ -67,6 +69,12 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 PARSED_REQUEST = web.RequestKey("parsed_request", ParsedRequest)
 #: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
 TOKENS_USED = web.RequestKey("tokens_used", int)
+#: Prompt and completion tokens of the answer, for the token metrics and the server span.
+USAGE = web.RequestKey("usage", Usage)
+#: OpenTelemetry tracing (``tracing``); a no-op unless ``tracing.enabled``.
+TRACING = web.AppKey("tracing", Tracing)
+#: Request bodies in flight in this process (``limits.max_body_bytes_in_flight``).
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 #: This process as a member of its fleet: shared limits, health and detector leadership
 #: (``state``); the embedded default shares nothing.
 FLEET = web.AppKey("fleet", FleetState)

@@ -8,6 +8,10 @@ With ``--workers N`` every process writes its series to files in one directory
 before it starts the workers: :func:`multiprocess_dir`), and ``/metrics`` answered by any
 of them renders the sum over all processes: counters and histograms add up, the in-flight
 gauge sums the live processes, ``switchgear_state_backend_up`` is the minimum of them.
+
+Label values stay bounded: ``model`` is a configured or discovered model (a name the client
+sent that is neither is ``other``; a request refused before its body was read is
+``none``), ``key`` an API key's id (``key-0``...; never the key) or ``none`` without keys.
 """
 
 from __future__ import annotations
@@ -23,11 +27,21 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from switchgear.types import Observation
+from switchgear.types import Observation, Usage
 
 _NUMBER = re.compile(r":\d+")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1)
+#: The ``model`` label of a request for a model name the gateway does not know.
+OTHER = "other"
+#: The ``model`` label of a request refused before its body was read, and the ``key``
+#: label of requests without an API key.
+NONE = "none"
+
+
+def metric_key(key_id: str | None) -> str:
+    return key_id if key_id is not None else NONE
 
 
 class Metrics:
@@ -52,6 +66,25 @@ class Metrics:
             "Upstream time to the first token (streams)",
             ["model", "backend"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "switchgear_time_per_output_token_seconds",
+            "Time per output token after the first (streams of two or more tokens)",
+            ["model", "backend"],
+            buckets=TPOT_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "switchgear_prompt_tokens",
+            "Prompt tokens of answered requests, by model and API key id",
+            ["model", "key"],
+            registry=r,
+        )
+        self.completion_tokens = Counter(
+            "switchgear_completion_tokens",
+            "Completion tokens of answered requests, by model and API key id",
+            ["model", "key"],
             registry=r,
         )
         self.upstream_latency = Histogram(
@@ -107,8 +140,17 @@ class Metrics:
         self._child(self.upstream_latency, obs.model, obs.backend_id).observe(obs.latency_s)
         if obs.ttft_s is not None:
             self._child(self.ttft, obs.model, obs.backend_id).observe(obs.ttft_s)
+            if obs.error is None and obs.completion_tokens > 1:
+                per_token = (obs.latency_s - obs.ttft_s) / (obs.completion_tokens - 1)
+                self._child(self.tpot, obs.model, obs.backend_id).observe(per_token)
         if obs.error is not None:
             self._child(self.upstream_errors, obs.model, obs.backend_id, obs.error).inc()
+
+    def tokens(self, model: str, key: str, usage: Usage) -> None:
+        if usage.prompt_tokens:
+            self._child(self.prompt_tokens, model, key).inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            self._child(self.completion_tokens, model, key).inc(usage.completion_tokens)
 
     def route_decision(self, alias: str, model: str, rule: str) -> None:
         """``rule`` loses its numbers (the router's ``context:<tokens>``) to bound cardinality;

@@ -1,6 +1,11 @@
 """The gateway's middlewares, one job each, applied outermost first:
 
-``request_id`` → ``errors`` → ``metrics`` → ``auth`` → ``rate_limit``.
+``request_id`` → ``tracing`` → ``errors`` → ``metrics`` → ``auth`` → ``body_budget`` →
+``rate_limit``.
+
+``tracing`` sits outside ``errors`` so the server span sees the status the client gets;
+``metrics`` sits outside ``auth``, ``body_budget`` and ``rate_limit`` so their refusals
+(401, 413, 503, 429) are counted.
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from switchgear import telemetry
 from switchgear.auth import bearer_token, is_loopback, match_key
 from switchgear.errors import (
     APIError,
     AuthenticationFailed,
+    Overloaded,
+    PayloadTooLarge,
     PermissionDenied,
     RateLimited,
     error_response,
 )
 from switchgear.proxy import keys
+from switchgear.proxy.metrics import NONE, OTHER, metric_key
 from switchgear.proxy.ratelimit import token_cost
 from switchgear.proxy.request import ENDPOINTS, read_request
 from switchgear.types import ParsedRequest
@@ -50,6 +59,45 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     return resp
 
 
+def _summary(request: web.Request, status: int) -> telemetry.RequestSummary:
+    parsed = request.get(keys.PARSED_REQUEST)
+    answered = request.get(keys.ANSWERED_BY)
+    usage = request.get(keys.USAGE)
+    return telemetry.RequestSummary(
+        status=status,
+        endpoint=parsed.endpoint if parsed is not None else None,
+        requested_model=parsed.model if parsed is not None else None,
+        response_model=answered[0] if answered is not None and answered[1] != "none" else None,
+        input_tokens=usage.prompt_tokens if usage is not None else None,
+        output_tokens=usage.completion_tokens if usage is not None else None,
+        error_type=str(status) if status >= 400 else None,
+    )
+
+
+@web.middleware
+async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One server span per /v1 request (``tracing.enabled``), parent from ``traceparent``."""
+    tracer = request.app[keys.TRACING]
+    if not tracer.enabled or not request.path.startswith("/v1/"):
+        return await handler(request)
+    trace = tracer.start_request(request.method, request.path, request.headers, request.host)
+    token = telemetry.activate(trace)
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    finally:
+        telemetry.deactivate(token)
+        trace.finish(_summary(request, status))
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error a client can meet becomes OpenAI-shaped JSON; no traceback ever leaves."""
@@ -75,9 +123,27 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc, request, internal="the gateway failed to handle the request")
 
 
+def metric_model(app: web.Application, parsed: ParsedRequest | None) -> str:
+    """The ``model`` label of a request no backend answered: a known model or alias as
+    named, ``other`` for any other name, ``none`` when the body was never read."""
+    if parsed is None:
+        return NONE
+    name = parsed.model
+    settings = app[keys.SETTINGS]
+    known = (
+        name in settings.models
+        or name in settings.router.aliases
+        or name in app[keys.ALIASES]
+        or bool(app[keys.REGISTRY].backends(name))
+    )
+    return name if known else OTHER
+
+
 @web.middleware
 async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """In-flight gauge for /v1, and requests/latency by answering model, backend and status."""
+    """In-flight gauge for /v1; requests/latency by answering model, backend and status (also
+    the refused ones: model ``none`` before the body was read, ``other`` for an unknown
+    name); prompt and completion tokens by model and API key id."""
     if not request.path.startswith("/v1/"):
         return await handler(request)
     m = request.app[keys.METRICS]
@@ -100,9 +166,13 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         m.in_flight.dec()
         answered = request.get(keys.ANSWERED_BY)
-        if answered is not None:
-            model, backend, datacenter = answered
-            m.request_done(model, backend, datacenter, status, time.perf_counter() - t0)
+        if answered is None:
+            answered = (metric_model(request.app, request.get(keys.PARSED_REQUEST)), "none", "none")
+        model, backend, datacenter = answered
+        m.request_done(model, backend, datacenter, status, time.perf_counter() - t0)
+        usage = request.get(keys.USAGE)
+        if usage is not None:
+            m.tokens(model, metric_key(request.get(keys.API_KEY_ID)), usage)
 
 
 def check_admin(request: web.Request) -> None:
@@ -134,6 +204,31 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise AuthenticationFailed("invalid API key")
             request[keys.API_KEY_ID] = f"key-{idx}"
     return await handler(request)
+
+
+@web.middleware
+async def body_budget(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """/v1 bodies: 413 over ``max_body_bytes`` by Content-Length, 503 when the process holds
+    ``max_body_bytes_in_flight`` already (see :mod:`switchgear.proxy.bodybudget`)."""
+    if not request.body_exists or not request.path.startswith("/v1/"):
+        return await handler(request)
+    limits = request.app[keys.SETTINGS].limits
+    length = request.content_length
+    if length is not None and length > limits.max_body_bytes:
+        raise PayloadTooLarge(
+            f"request body is {length} bytes; the limit is {limits.max_body_bytes}"
+        )
+    need = length if length is not None else limits.max_body_bytes
+    budget = request.app[keys.BODY_BUDGET]
+    if not budget.take(need):
+        raise Overloaded(
+            "the gateway holds too many request bodies at once; retry shortly",
+            retry_after=1,
+        )
+    try:
+        return await handler(request)
+    finally:
+        budget.give(need)
 
 
 @web.middleware
@@ -172,4 +267,4 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
             await limiter.settle(key, estimate, used)
 
 
-MIDDLEWARES = (request_id, errors, metrics, auth, rate_limit)
+MIDDLEWARES = (request_id, tracing, errors, metrics, auth, body_budget, rate_limit)

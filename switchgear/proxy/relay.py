@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from switchgear.errors import APIError, UpstreamError, UpstreamTimeout
 from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
-from switchgear.proxy.keys import PARSED_REQUEST, REQUEST_ID, TOKENS_USED, UPSTREAM
+from switchgear.proxy.keys import PARSED_REQUEST, REQUEST_ID, TOKENS_USED, UPSTREAM, USAGE
 from switchgear.proxy.ratelimit import streamed_tokens
 from switchgear.proxy.resume import Transcript, resume
 from switchgear.types import RequestContext
@@ -89,6 +89,7 @@ async def relay_stream(
             request[TOKENS_USED] = streamed_tokens(
                 request.get(PARSED_REQUEST), transcript.text, transcript.tokens
             )
+        request[USAGE] = transcript.final_usage(request.get(PARSED_REQUEST))
     if outcome != "gone":
         await resp.write_eof()
     return resp

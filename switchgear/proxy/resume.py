@@ -27,11 +27,12 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from switchgear import telemetry
 from switchgear.errors import APIError
 from switchgear.proxy.answers import StreamAnswer
 from switchgear.proxy.request import describe
 from switchgear.proxy.upstream import Upstream
-from switchgear.types import Backend, ParsedRequest, RequestContext
+from switchgear.types import Backend, ParsedRequest, RequestContext, Usage
 
 log = logging.getLogger("switchgear.proxy.resume")
 
@@ -62,11 +63,19 @@ class Transcript:
     tokens_at_resume: int = 0
     excluded: set[str] = field(default_factory=set)
     total_tokens: int | None = None  # usage.total_tokens of the final usage chunk
+    usage: Usage | None = None  # prompt and completion tokens of the final usage chunk
     finished: set[int] = field(default_factory=set)  # choices whose finish_reason was sent
 
     def complete(self, n: int | None) -> bool:
         """Whether every one of the ``n`` choices received its finish reason."""
         return len(self.finished) >= (n or 1)
+
+    def final_usage(self, request: ParsedRequest | None) -> Usage:
+        """The final usage chunk's tokens; without one, the gateway's prompt estimate and
+        the content chunks relayed."""
+        if self.usage is not None:
+            return self.usage
+        return Usage(request.prompt_tokens if request is not None else 0, self.tokens)
 
     @property
     def text(self) -> str:
@@ -78,8 +87,12 @@ class Transcript:
             self.id, self.created = chunk.get("id"), chunk.get("created")
             self.model = chunk.get("model")
         usage = chunk.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-            self.total_tokens = usage["total_tokens"]
+        if isinstance(usage, dict):
+            if isinstance(usage.get("total_tokens"), int):
+                self.total_tokens = usage["total_tokens"]
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if isinstance(prompt, int) and isinstance(completion, int):
+                self.usage = Usage(prompt, completion)
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return
@@ -205,6 +218,16 @@ async def resume(
         return None
     transcript.resumes += 1
     transcript.tokens_at_resume = transcript.tokens
+    telemetry.event(
+        "switchgear.continuation",
+        {
+            "from": failed.backend.id,
+            "to": answer.backend.id,
+            "gen_ai.request.model": answer.model,
+            "switchgear.chunks_before": transcript.tokens,
+            "switchgear.continued": bool(text),
+        },
+    )
     log.info(
         "request %s: stream from %s resumed on %s (%s) after %d chunks",
         ctx.request_id,

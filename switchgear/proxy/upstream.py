@@ -40,6 +40,7 @@ import orjson
 import pluggy
 from aiohttp.http_exceptions import HttpProcessingError
 
+from switchgear.bodies import outgoing_body
 from switchgear.discovery.base import Registry
 from switchgear.errors import (
     APIError,
@@ -271,8 +272,8 @@ class Upstream:
                 resp = await self.session.request(
                     prep.method,
                     prep.url,
-                    data=orjson.dumps(prep.json),
-                    headers=prep.headers,
+                    data=outgoing_body(orjson.dumps(prep.json)),
+                    headers=att.outgoing(prep.headers),
                     timeout=pol.client_timeout,
                     allow_redirects=False,
                 )

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from switchgear.settings.base import Section, read_secret_file
 from switchgear.settings.state import StateSettings
+from switchgear.settings.telemetry import TracingSettings
 from switchgear.urls import check_health_path, parse_pattern
 
 
@@ -123,13 +124,24 @@ class ModelSettings(Section):
 
 
 class Limits(Section):
-    """``max_body_bytes``: larger request bodies get 413. ``max_tokens_cap``: ``max_tokens`` /
-    ``max_completion_tokens`` above it are lowered to it. ``upstream_connections``: size of the
-    pooled upstream connection pool (per gateway process)."""
+    """``max_body_bytes``: larger request bodies get 413; the default fits a vision request
+    with OpenAI's largest image (20 MB, about 27 MB as base64). ``max_body_bytes_in_flight``:
+    the request bodies one gateway process holds at once (by ``Content-Length``, a chunked
+    body counts as ``max_body_bytes``); a request past it gets 503 with ``Retry-After``.
+    ``max_tokens_cap``: ``max_tokens`` / ``max_completion_tokens`` above it are lowered to
+    it. ``upstream_connections``: size of the pooled upstream connection pool (per process).
+    """
 
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_body_bytes_in_flight: int = Field(default=256 * 1024 * 1024, gt=0)
     max_tokens_cap: int | None = Field(default=None, gt=0)
     upstream_connections: int = Field(default=1024, ge=1)
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> Limits:
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ValueError("max_body_bytes_in_flight must be at least max_body_bytes")
+        return self
 
 
 class RateLimit(Section):
@@ -247,6 +259,7 @@ class GatewaySection(Section):
     state: StateSettings = Field(default_factory=lambda: StateSettings.model_validate({}))
     edge: EdgeLimits = Field(default_factory=lambda: EdgeLimits.model_validate({}))
     health_checks: HealthChecks = Field(default_factory=lambda: HealthChecks.model_validate({}))
+    tracing: TracingSettings = Field(default_factory=lambda: TracingSettings.model_validate({}))
 
     @model_validator(mode="after")
     def _fallbacks_known(self) -> GatewaySection:
