@@ -45,6 +45,7 @@ from switchgear.proxy.views import (
     health,
     models,
     openapi,
+    responses,
 )
 from switchgear.proxy.views.dashboard import setup_dashboard
 from switchgear.settings import Settings
@@ -99,7 +100,17 @@ def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManag
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (chat, completions, embeddings, models, health, admin, anomalies, openapi):
+    for module in (
+        chat,
+        completions,
+        embeddings,
+        responses,
+        models,
+        health,
+        admin,
+        anomalies,
+        openapi,
+    ):
         module.setup(app)
 
     def register(method: str, path: str, handler: Callable[..., object]) -> None:

@@ -82,6 +82,8 @@ class Transcript:
             self.total_tokens = usage["total_tokens"]
         choices = chunk.get("choices")
         if not isinstance(choices, list):
+            if "type" in chunk:  # a backend's own Responses event: only it can go on
+                self.resumable = False
             return
         for choice in choices:
             self._choice(choice)
