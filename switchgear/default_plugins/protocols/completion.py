@@ -5,6 +5,8 @@ Some servers load a base model without a chat template, or only offer ``/v1/comp
 request is rendered with the model's prompt format into a completion request; the answer is
 turned back into ``chat.completion`` (or ``chat.completion.chunk`` objects when streaming).
 Completion and embedding requests pass through unchanged. ``backend.url`` ends with ``/v1``.
+A chat request that offers ``tools`` is refused with a 400 naming ``tools``: a rendered prompt
+has no place for them, and dropping them would answer as if none had been offered.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from switchgear.default_plugins.protocols import common
 from switchgear.default_plugins.protocols.prompt_formats import get_format, render, strip_stop
-from switchgear.errors import UpstreamError
+from switchgear.errors import InvalidRequest, UpstreamError
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
 # Chat-only fields a completion endpoint rejects.
@@ -46,6 +48,12 @@ class PromptFormatAdapter:
         self, backend: Backend, ctx: RequestContext, body: dict[str, Any]
     ) -> PreparedRequest:
         payload = dict(body)
+        if ctx.endpoint == "chat.completions" and body.get("tools"):
+            raise InvalidRequest(
+                f"tools are not supported by backend {backend.id}: it completes rendered "
+                f"{self.format.name} prompts, which carry no tool definitions",
+                param="tools",
+            )
         if ctx.endpoint == "chat.completions":
             payload["prompt"] = render(self.format.name, body.get("messages"))
             stops = common.stop_list(body)

@@ -64,7 +64,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": ["type", "name"],
-                "properties": {"type": {"const": "function"}, "name": {"type": "string"}},
+                "properties": {"type": {"enum": ["function"]}, "name": {"type": "string"}},
             },
         },
         "tool_choice": {
@@ -73,7 +73,7 @@ SCHEMA: dict[str, Any] = {
                 {
                     "type": "object",
                     "required": ["type", "name"],
-                    "properties": {"type": {"const": "function"}, "name": {"type": "string"}},
+                    "properties": {"type": {"enum": ["function"]}, "name": {"type": "string"}},
                 },
             ]
         },
