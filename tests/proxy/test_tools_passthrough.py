@@ -170,6 +170,17 @@ async def test_backends_that_cannot_take_tools_refuse_them(gateway, backend, par
     assert body["type"] == "invalid_request_error"
 
 
+async def test_prompt_format_backends_refuse_json_output(gateway):
+    config = {"backends": [{"model": "x", "url": "http://127.0.0.1:9/v1", "protocol": "chatglm3"}]}
+    gw = await gateway(config, pm=full_pm())
+    async with gw.openai() as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(
+                model="x", messages=ASK, response_format={"type": "json_object"}
+            )
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "response_format"
+
+
 async def test_ollama_tool_calls_through_the_gateway(gateway, aiohttp_server):
     ollama = await aiohttp_server(fakes.ollama_app())
     config = {"backends": [{"model": "o", "url": root(ollama), "protocol": "ollama"}]}
