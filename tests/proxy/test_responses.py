@@ -321,3 +321,46 @@ async def test_openapi_describes_the_route(upstream, gateway, http):
     ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
     assert set(schema["required"]) == {"model", "input"}
+
+
+async def test_a_cut_stream_ends_with_an_error_event(upstream, gateway, http):
+    up = await upstream("m1", chunks=4)
+    up.always = Fault(cut_after=2)
+    gw = await gateway({"backends": backends(up)})
+    body = {"model": "m1", "input": "hi", "stream": True}
+    async with http.post(gw.url + "/v1/responses", json=body) as r:
+        raw = (await r.read()).decode()
+    events = [orjson.loads(f.split("data: ", 1)[1]) for f in raw.split("\n\n") if f]
+    kinds = [e["type"] for e in events]
+    assert "response.completed" not in kinds and kinds[-1] == "error"
+    assert events[-1]["code"] == "bad_gateway" and "lost" in events[-1]["message"]
+    async with gw.openai() as client, client.responses.stream(model="m1", input="hi") as stream:
+        with pytest.raises(RuntimeError, match=r"response\.completed"):
+            await stream.get_final_response()
+
+
+async def test_token_rate_limits_read_the_translated_request(upstream, gateway):
+    up = await upstream("m1", name="a")
+    gw = await gateway({"backends": backends(up), "rate_limits": {"tokens_per_minute": 1000}})
+    async with gw.openai() as client:
+        resp = await client.responses.create(model="m1", input="hi")
+        with pytest.raises(openai.BadRequestError):
+            await client.responses.create(model="m1", input=[])  # type: ignore[arg-type]
+    assert resp.output_text == "hello from a"
+
+
+async def test_native_stream_usage_is_charged(upstream, gateway):
+    up = await upstream("m1", name="n", responses=True)
+    gw = await gateway(
+        {
+            "backends": backends(up, meta={"supports_responses": "true"}),
+            "rate_limits": {"tokens_per_minute": 20},
+        }
+    )
+    async with gw.openai() as client:
+        async with client.responses.stream(model="m1", input="hi") as stream:
+            await stream.get_final_response()
+        # the stream's 9 tokens were charged, not the estimate: one more answer fits, not two
+        await client.responses.create(model="m1", input="hi")
+        with pytest.raises(openai.RateLimitError):
+            await client.responses.create(model="m1", input="hi")

@@ -15,6 +15,7 @@ Responses                              chat completions
 ``text.format``                        ``response_format``
 ``temperature`` ``top_p`` ``user``     the same fields
 ``parallel_tool_calls`` ``seed``
+``reasoning`` items                    left out (a chat backend has no use for them)
 =====================================  ===============================================
 
 A stream asks for the usage chunk (``stream_options.include_usage``), which the final
