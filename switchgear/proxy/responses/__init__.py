@@ -16,13 +16,13 @@ from switchgear.proxy.responses.answer import as_response
 from switchgear.proxy.responses.events import ResponseEvents
 from switchgear.proxy.responses.request import (
     PATH,
-    SCHEMA,
     goes_native,
     native_body,
     speaks_responses,
     to_chat,
     validate,
 )
+from switchgear.proxy.responses.schema import SCHEMA
 
 __all__ = [
     "PATH",

@@ -42,47 +42,6 @@ _REFUSED = ("previous_response_id", "conversation", "background", "prompt")
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
-#: The JSON Schema of what :func:`validate` checks (for ``/openapi.json``); unknown fields pass.
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["model", "input"],
-    "additionalProperties": True,
-    "properties": {
-        "model": {"type": "string", "minLength": 1},
-        "input": {
-            "anyOf": [
-                {"type": "string", "minLength": 1},
-                {"type": "array", "minItems": 1, "items": {"type": "object"}},
-            ]
-        },
-        "instructions": {"type": ["string", "null"]},
-        "stream": {"type": "boolean"},
-        "max_output_tokens": {"type": "integer", "minimum": 1},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        "tools": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["type", "name"],
-                "properties": {"type": {"enum": ["function"]}, "name": {"type": "string"}},
-            },
-        },
-        "tool_choice": {
-            "anyOf": [
-                {"enum": ["auto", "none", "required"]},
-                {
-                    "type": "object",
-                    "required": ["type", "name"],
-                    "properties": {"type": {"enum": ["function"]}, "name": {"type": "string"}},
-                },
-            ]
-        },
-        "text": {"type": "object"},
-    },
-}
-
-
 def speaks_responses(backend: Backend) -> bool:
     """Whether ``backend`` serves ``POST {url}/responses`` itself (meta ``supports_responses``)."""
     return str(backend.meta.get("supports_responses", "")).lower() in _YES
