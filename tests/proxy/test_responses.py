@@ -364,3 +364,28 @@ async def test_native_stream_usage_is_charged(upstream, gateway):
         await client.responses.create(model="m1", input="hi")
         with pytest.raises(openai.RateLimitError):
             await client.responses.create(model="m1", input="hi")
+
+
+async def test_a_cut_native_stream_is_not_restarted_elsewhere(upstream, gateway, http):
+    a = await upstream("m1", name="n", responses=True)
+    b = await upstream("m1", name="other")
+    a.always = Fault(cut_after=3)
+    gw = await gateway(
+        {
+            "backends": [*backends(a, meta={"supports_responses": "true"}), *backends(b)],
+            "balancing": "round_robin",
+            "models": {"m1": {"supports_continuation": True}},
+        }
+    )
+    body = {"model": "m1", "input": "hi", "stream": True}
+    for _ in range(2):  # round robin: one of the two requests starts on the native backend
+        async with http.post(gw.url + "/v1/responses", json=body) as r:
+            raw = (await r.read()).decode()
+        if "resp_fake_n" in raw:
+            break
+    events = [orjson.loads(f.split("data: ", 1)[1]) for f in raw.split("\n\n") if f]
+    assert [e["type"] for e in events][-1] == "error"
+    assert [e["sequence_number"] for e in events] == list(range(4))
+    assert [e["type"] for e in events].count("response.created") == 1
+    assert all(r.path == "/v1/chat/completions" for r in b.requests)
+    assert not any(r.body.get("continue_final_message") for r in b.requests)

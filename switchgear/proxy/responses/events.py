@@ -78,6 +78,8 @@ class ResponseEvents:
     def chunk(self, chunk: dict[str, Any]) -> bytes:
         if isinstance(chunk.get("type"), str) and "choices" not in chunk:
             self.native = True
+            seq = chunk.get("sequence_number")
+            self.seq = seq + 1 if isinstance(seq, int) else self.seq + 1  # an error follows on
             return frame(chunk)
         out: list[bytes] = []
         if not self.started:
