@@ -50,6 +50,7 @@ check: install
 
 bench: install $(TINY)/config.json
 	$(PY) bench/overhead.py
+	$(PY) bench/responses.py
 	$(PY) bench/worker.py
 	$(PY) bench/detector.py
 	$(PY) bench/nab.py

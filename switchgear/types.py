@@ -228,7 +228,9 @@ class ParsedRequest:
     ``text`` is the prompt's text (chat messages, ``prompt`` or ``input``),
     ``last_user_text`` the last user message's; ``prompt_tokens`` the tokenizer-free
     estimate of :mod:`switchgear.proxy.text`, computed once for the router and the rate
-    limiter. Built by :mod:`switchgear.proxy.request`.
+    limiter. A Responses API request is parsed as its chat translation; ``responses`` keeps
+    what the client sent, for backends that speak that API. Built by
+    :mod:`switchgear.proxy.request`.
     """
 
     endpoint: Endpoint
@@ -242,6 +244,8 @@ class ParsedRequest:
     last_user_text: str = ""
     capabilities: tuple[str, ...] = ()
     prompt_tokens: int = 0
+    #: The client's Responses API body when ``body`` is its chat translation, else None.
+    responses: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -3,7 +3,13 @@
 ``protocol: vllm`` is the same protocol, from a server known to continue a final assistant
 message (``continue_final_message``), so a stream cut elsewhere may resume there.
 
-Requests pass through untouched (every OpenAI field the client sent reaches the backend);
+A Responses API request goes to ``{url}/responses`` as the client sent it when the backend
+has ``supports_responses`` in its meta (its events end with ``response.completed``, not
+``[DONE]``); otherwise its chat translation goes to ``/chat/completions``.
+
+Requests pass through untouched (every OpenAI field the client sent reaches the backend:
+``tools``, ``tool_choice`` and ``response_format`` included, and streamed ``tool_calls``
+deltas come back as they were sent);
 streams are parsed from SSE ``data:`` lines into chunk dicts. A malformed frame is dropped
 and logged, never forwarded; a stream that ends without ``data: [DONE]`` raises
 :class:`~switchgear.errors.UpstreamError` so the gateway never presents a truncated answer
@@ -20,6 +26,7 @@ import orjson
 
 from switchgear.errors import UpstreamError
 from switchgear.plugins.hookspecs import hookimpl
+from switchgear.proxy.responses import goes_native, native_body
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
 log = logging.getLogger("switchgear.adapters.openai")
@@ -30,6 +37,9 @@ PATHS = {
     "embeddings": "/embeddings",
 }
 _JSON = {"Content-Type": "application/json"}
+RESPONSES_PATH = "/responses"
+#: The events that end a Responses stream.
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 class OpenAIAdapter:
@@ -41,6 +51,10 @@ class OpenAIAdapter:
         headers = {"Content-Type": "application/json", "X-Request-Id": ctx.request_id}
         if backend.api_key:
             headers["Authorization"] = f"Bearer {backend.api_key}"
+        if goes_native(backend, ctx):
+            assert ctx.request is not None and ctx.request.responses is not None
+            payload = native_body(ctx.request.responses, body)
+            return PreparedRequest("POST", backend.url + RESPONSES_PATH, payload, headers)
         return PreparedRequest("POST", backend.url + PATHS[ctx.endpoint], body, headers)
 
     def decode(self, backend: Backend, ctx: RequestContext, payload: Any) -> dict[str, Any]:
@@ -48,36 +62,62 @@ class OpenAIAdapter:
             raise UpstreamError(f"backend {backend.id} returned a non-object JSON body")
         return payload
 
-    async def stream(
+    def stream(
         self, backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]
     ) -> AsyncIterator[dict[str, Any]]:
-        async for raw in lines:
-            if not raw.startswith(b"data:"):
-                continue  # blank separators, comments (": keep-alive"), event:/id: fields
-            data = raw[5:].strip()
-            if data == b"[DONE]":
+        if goes_native(backend, ctx):
+            return _events(backend, ctx, lines)
+        return _data(backend, ctx, lines)
+
+
+async def _data(
+    backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]
+) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of a stream's ``data:`` lines, until ``[DONE]``.
+
+    A malformed frame is dropped and logged; an error object, or the end of the stream
+    before ``[DONE]``, raises :class:`UpstreamError`.
+    """
+    async for raw in lines:
+        if not raw.startswith(b"data:"):
+            continue  # blank separators, comments (": keep-alive"), event:/id: fields
+        data = raw[5:].strip()
+        if data == b"[DONE]":
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning(
+                "request %s: dropped malformed chunk from %s: %.200r",
+                ctx.request_id,
+                backend.id,
+                data,
+            )
+            continue
+        if not isinstance(chunk, dict):
+            log.warning("request %s: dropped non-object chunk from %s", ctx.request_id, backend.id)
+            continue
+        if ("error" in chunk and "choices" not in chunk) or chunk.get("type") == "error":
+            err = chunk.get("error", chunk)
+            msg = err.get("message") if isinstance(err, dict) else str(err)
+            raise UpstreamError(f"backend {backend.id} reported an error mid-stream: {msg}")
+        yield chunk
+    raise UpstreamError(f"backend {backend.id} ended the stream without [DONE]")
+
+
+async def _events(
+    backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]
+) -> AsyncIterator[dict[str, Any]]:
+    """A native Responses stream's events, up to its terminal event (no ``[DONE]`` follows)."""
+    events = _data(backend, ctx, lines)
+    try:
+        async for event in events:
+            yield event
+            if event.get("type") in _TERMINAL:
                 return
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                log.warning(
-                    "request %s: dropped malformed chunk from %s: %.200r",
-                    ctx.request_id,
-                    backend.id,
-                    data,
-                )
-                continue
-            if not isinstance(chunk, dict):
-                log.warning(
-                    "request %s: dropped non-object chunk from %s", ctx.request_id, backend.id
-                )
-                continue
-            if "error" in chunk and "choices" not in chunk:
-                err = chunk["error"]
-                msg = err.get("message") if isinstance(err, dict) else str(err)
-                raise UpstreamError(f"backend {backend.id} reported an error mid-stream: {msg}")
-            yield chunk
-        raise UpstreamError(f"backend {backend.id} ended the stream without [DONE]")
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    raise UpstreamError(f"backend {backend.id} ended the stream before response.completed")
 
 
 _ADAPTER = OpenAIAdapter()

@@ -47,6 +47,7 @@ from switchgear.proxy.views import (
     health,
     models,
     openapi,
+    responses,
 )
 from switchgear.proxy.views.dashboard import setup_dashboard
 from switchgear.settings import Settings
@@ -116,7 +117,17 @@ def setup_tracing(app: web.Application) -> None:
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (chat, completions, embeddings, models, health, admin, anomalies, openapi):
+    for module in (
+        chat,
+        completions,
+        embeddings,
+        responses,
+        models,
+        health,
+        admin,
+        anomalies,
+        openapi,
+    ):
         module.setup(app)
 
     def register(method: str, path: str, handler: Callable[..., object]) -> None:

@@ -1,8 +1,9 @@
-"""The shared path of the three proxied endpoints: read, route, call, answer.
+"""The shared path of the proxied endpoints: read, route, call, answer.
 
 Views only name their endpoint; everything else (the parsed request of
 :mod:`switchgear.proxy.request`, model resolution through aliases and the ``select_model``
-hook, upstream call, JSON or SSE answer) is here, once.
+hook, upstream call, JSON or SSE answer) is here, once. The Responses API takes the same
+path as its chat translation; only its answer is framed as a ``response`` (or its events).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from switchgear.errors import ModelNotFound
 from switchgear.plugins.manager import first_result_sync
 from switchgear.proxy import keys
 from switchgear.proxy.answers import StreamAnswer
+from switchgear.proxy.frames import CHAT_FRAMES, Frames
 from switchgear.proxy.relay import json_response, relay_stream
 from switchgear.proxy.request import read_request
+from switchgear.proxy.responses import ResponseEvents, as_response
 from switchgear.proxy.shadow import start_shadow
 from switchgear.types import (
     Endpoint,
@@ -113,7 +116,7 @@ async def dispatch(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
         app[keys.METRICS].fallback(answer.fallback_from, answer.model)
         telemetry.event("switchgear.fallback", {"from": answer.fallback_from, "to": answer.model})
     if isinstance(answer, StreamAnswer):
-        resp = await relay_stream(request, ctx, answer, app[keys.PLUGINS])
+        resp = await relay_stream(request, ctx, answer, app[keys.PLUGINS], _frames(ctx, parsed))
         start_shadow(app, ctx, None, time.perf_counter() - t0)
         return resp
     start_shadow(app, ctx, answer.body, time.perf_counter() - t0)
@@ -122,6 +125,8 @@ async def dispatch(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
         if isinstance(usage.get("total_tokens"), int):
             request[keys.TOKENS_USED] = usage["total_tokens"]
         request[keys.USAGE] = usage_of(usage)
+    if parsed.responses is not None:
+        answer.body = as_response(answer.body, parsed.responses, ctx.request_id)
     return json_response(ctx, answer)
 
 
@@ -132,3 +137,10 @@ def usage_of(usage: dict[str, object]) -> Usage:
         prompt if isinstance(prompt, int) else 0,
         completion if isinstance(completion, int) else 0,
     )
+
+
+def _frames(ctx: RequestContext, parsed: ParsedRequest) -> Frames:
+    """The client's stream format: Responses events for the Responses API, else chat SSE."""
+    if parsed.responses is None:
+        return CHAT_FRAMES
+    return ResponseEvents(parsed.responses, ctx.request_id, ctx.model)

@@ -5,7 +5,9 @@ the first byte reached the client, a failed chat stream is continued on another 
 a model of the chain supports continuation (:mod:`switchgear.proxy.resume`); otherwise the
 client receives an OpenAI-shaped in-band error event and no ``[DONE]``, so a cut answer never
 looks complete. A stream that ends badly after every choice's ``finish_reason`` was relayed
-(the backend closed without ``[DONE]``) was complete: it gets ``[DONE]`` and no error.
+(the backend closed without ``[DONE]``) was complete: it gets ``[DONE]`` and no error. What
+the client receives of each chunk, of the end and of an error is made by a
+:class:`~switchgear.proxy.frames.Frames` (chat SSE unless the endpoint has its own).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from switchgear.errors import APIError, UpstreamError, UpstreamTimeout
 from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
+from switchgear.proxy.frames import CHAT_FRAMES, Frames
 from switchgear.proxy.keys import PARSED_REQUEST, REQUEST_ID, TOKENS_USED, UPSTREAM, USAGE
 from switchgear.proxy.ratelimit import streamed_tokens
 from switchgear.proxy.resume import Transcript, resume
@@ -30,7 +33,6 @@ from switchgear.types import RequestContext
 
 log = logging.getLogger("switchgear.proxy.relay")
 
-DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -65,13 +67,17 @@ _Outcome = Literal["done", "error", "gone"]
 
 
 async def relay_stream(
-    request: web.Request, ctx: RequestContext, answer: StreamAnswer, pm: pluggy.PluginManager
+    request: web.Request,
+    ctx: RequestContext,
+    answer: StreamAnswer,
+    pm: pluggy.PluginManager,
+    frames: Frames = CHAT_FRAMES,
 ) -> web.StreamResponse:
     headers = answer_headers(ctx, answer)
     headers.update(SSE_HEADERS)
     headers["x-request-id"] = request[REQUEST_ID]
     resp = web.StreamResponse(status=200, headers=headers)
-    relay = _Relay(request, resp, ctx, answer, pm)
+    relay = _Relay(request, resp, ctx, answer, pm, frames)
     outcome: _Outcome = "gone"
     try:
         try:
@@ -109,14 +115,16 @@ class _Relay:
         ctx: RequestContext,
         answer: StreamAnswer,
         pm: pluggy.PluginManager,
+        frames: Frames,
     ) -> None:
         self.request, self.resp, self.ctx, self.answer, self.pm = request, resp, ctx, answer, pm
+        self.frames = frames
         self.transcript = Transcript()
 
     async def run(self) -> _Outcome:
         while True:
             try:
-                tokens = await _pump(self.resp, self.answer, self.pm, self.transcript)
+                tokens = await _pump(self.resp, self.answer, self.pm, self.transcript, self.frames)
             except _ClientGone as gone:
                 self.answer.attempt.failed(499, "client_gone", fault=False, tokens=gone.tokens)
                 return "gone"
@@ -171,14 +179,16 @@ class _Relay:
 
     async def _send_error(self, err: APIError) -> _Outcome:
         try:
-            await self.resp.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
+            await self.resp.write(self.frames.error(err.body()))
         except ConnectionResetError:
             return "gone"
         return "error"
 
     async def _finish(self, tokens: int) -> _Outcome:
         try:
-            await self.resp.write(DONE)
+            end = self.frames.done()
+            if end:
+                await self.resp.write(end)
         except ConnectionResetError:
             self.answer.attempt.failed(499, "client_gone", fault=False, tokens=tokens)
             return "gone"
@@ -196,6 +206,7 @@ async def _pump(
     answer: StreamAnswer,
     pm: pluggy.PluginManager,
     transcript: Transcript,
+    frames: Frames,
 ) -> int:
     """Relay ``answer``'s chunks until its end; returns the chunks with choices relayed.
 
@@ -215,7 +226,9 @@ async def _pump(
             chunk = transcript.adopt(chunk)
             chunk = chain_sync(pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend)
             try:
-                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                data = frames.chunk(chunk)
+                if data:
+                    await resp.write(data)
             except ConnectionResetError:
                 raise _ClientGone(tokens) from None
             transcript.record(chunk)

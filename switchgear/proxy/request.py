@@ -14,7 +14,7 @@ backend untouched, which is why every schema allows additional properties.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,8 @@ from aiohttp import web
 from switchgear.bodies import read_json_object
 from switchgear.errors import InvalidRequest
 from switchgear.proxy import keys
+from switchgear.proxy.responses.request import PATH as RESPONSES_PATH
+from switchgear.proxy.responses.request import to_chat
 from switchgear.proxy.text import estimate_prompt_tokens, prompt_text, required_capabilities
 from switchgear.types import Endpoint, ParsedRequest
 
@@ -32,6 +34,8 @@ ENDPOINTS: Mapping[str, Endpoint] = {
     "/v1/chat/completions": "chat.completions",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    # The Responses API is parsed as its chat translation (see ``read_request``).
+    RESPONSES_PATH: "chat.completions",
 }
 _CAPPED = ("max_tokens", "max_completion_tokens")
 
@@ -167,13 +171,18 @@ def parse(body: dict[str, Any], endpoint: Endpoint, cap: int | None = None) -> P
 async def read_request(request: web.Request, endpoint: Endpoint) -> ParsedRequest:
     """The request's :class:`ParsedRequest`, parsed on the first call and kept on the request.
 
-    Raises the client's error (400, 413) when the body is not a valid request.
+    Raises the client's error (400, 413) when the body is not a valid request. A body sent
+    to the Responses API is checked and translated into a chat request first
+    (:mod:`switchgear.proxy.responses`).
     """
     if keys.PARSED_REQUEST in request:
         return request[keys.PARSED_REQUEST]
     limits = request.app[keys.SETTINGS].limits
     body = await read_json_object(request, limits.max_body_bytes)
-    parsed = parse(body, endpoint, limits.max_tokens_cap)
+    if request.path == RESPONSES_PATH:
+        parsed = replace(parse(to_chat(body), endpoint, limits.max_tokens_cap), responses=body)
+    else:
+        parsed = parse(body, endpoint, limits.max_tokens_cap)
     request[keys.PARSED_REQUEST] = parsed
     return parsed
 

@@ -95,9 +95,17 @@ class Transcript:
                 self.usage = Usage(prompt, completion)
         choices = chunk.get("choices")
         if not isinstance(choices, list):
+            if "type" in chunk:  # a backend's own Responses event: only it can go on
+                self.resumable = False
+                self._response_usage(chunk.get("response"))
             return
         for choice in choices:
             self._choice(choice)
+
+    def _response_usage(self, response: Any) -> None:
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+            self.total_tokens = usage["total_tokens"]
 
     def _choice(self, choice: Any) -> None:
         if not isinstance(choice, dict):

@@ -431,7 +431,7 @@ def _retry_after(value: str | None) -> float | None:
 def usage_tokens(payload: dict[str, Any]) -> int:
     usage = payload.get("usage")
     if isinstance(usage, dict):
-        n = usage.get("completion_tokens")
+        n = usage.get("completion_tokens", usage.get("output_tokens"))  # chat, or Responses
         if isinstance(n, int):
             return n
     return 0

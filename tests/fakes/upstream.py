@@ -14,7 +14,9 @@ Usage::
         up.requests[-1].body, up.requests[-1].headers         # what the gateway sent
 
 Routes: POST /v1/chat/completions, /v1/completions (streaming or not, ``stream_options.
-include_usage`` honoured), /v1/embeddings, GET /v1/models. Answers name the upstream
+include_usage`` honoured), /v1/embeddings, GET /v1/models; with ``responses=True`` also
+POST /v1/responses. ``tool_calls=[ToolCall(...)]`` makes chat answers tool calls, streamed
+as tool-call deltas (:mod:`tests.fakes.answers`). Answers name the upstream
 (``"hello from a"``) so a test can tell which replica answered. Queued faults apply in
 order, one per request; ``always`` applies when the queue is empty.
 
@@ -32,6 +34,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.answers import (
+    ToolCall,
+    response_events,
+    response_object,
+    tool_deltas,
+    tool_message,
+)
 
 _DROPPED = web.RequestKey("fake_dropped", bool)  # the fake itself cut the connection
 
@@ -77,8 +87,11 @@ class FakeUpstream:
         name: str | None = None,
         chunks: int = 4,
         host: str = "127.0.0.1",
+        tool_calls: list[ToolCall] | None = None,
+        responses: bool = False,
     ):
         self.model, self.name, self.chunks, self.host = model, name or model, chunks, host
+        self.tool_calls, self.responses = tool_calls, responses
         self.always: Fault | None = None
         self.requests: list[Recorded] = []
         self.disconnects = 0
@@ -121,6 +134,8 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/v1/completions", self._handle)
         app.router.add_post("/v1/embeddings", self._handle)
+        if self.responses:
+            app.router.add_post("/v1/responses", self._handle)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=0.1
@@ -232,6 +247,8 @@ class FakeUpstream:
                     for i in range(n)
                 ],
             }
+        if path.endswith("/responses"):
+            return response_object(self.name, self.model, body, "completed")
         text = f"hello from {self.name}"
         if path.endswith("/chat/completions"):
             choice: dict[str, Any] = {
@@ -240,6 +257,9 @@ class FakeUpstream:
                 "finish_reason": "stop",
                 "logprobs": None,
             }
+            if self.tool_calls:
+                choice["message"] = tool_message(self.tool_calls)
+                choice["finish_reason"] = "tool_calls"
             return {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
@@ -281,14 +301,38 @@ class FakeUpstream:
             "choices": [{"index": 0, "text": text, "finish_reason": finish}],
         }
 
+    def _frames(self, path: str, body: dict[str, Any]) -> list[bytes]:
+        """The SSE frames of a streamed answer, before the usage chunk and ``[DONE]``."""
+        if path.endswith("/responses"):
+            return [
+                b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n"
+                for e in response_events(self.name, self.model, body)
+            ]
+        chat = path.endswith("/chat/completions")
+        if chat and self.tool_calls:
+            deltas = list(tool_deltas(self.tool_calls))
+            chunks = [self._delta(d, None) for d in deltas]
+            chunks.append(self._delta({}, "tool_calls"))
+        else:
+            chunks = [self._chunk(chat, i, i == self.chunks - 1) for i in range(self.chunks)]
+        return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
+
+    def _delta(self, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
     async def _stream(
         self, request: web.Request, body: dict[str, Any], f: Fault
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        chat = request.path.endswith("/chat/completions")
         await asyncio.sleep(f.first_delay + f.slow_first_token)
-        for i in range(self.chunks):
+        for i, frame in enumerate(self._frames(request.path, body)):
             if f.malformed_at == i:
                 await resp.write(b"data: {this is not json\n\n")
             if f.cut_after == i:
@@ -300,9 +344,10 @@ class FakeUpstream:
                 await asyncio.Event().wait()
             if i and f.chunk_delay:
                 await asyncio.sleep(f.chunk_delay)
-            await resp.write(
-                b"data: " + orjson.dumps(self._chunk(chat, i, i == self.chunks - 1)) + b"\n\n"
-            )
+            await resp.write(frame)
+        if request.path.endswith("/responses"):  # the Responses API sends no [DONE]
+            await resp.write_eof()
+            return resp
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {
                 "prompt_tokens": 3,

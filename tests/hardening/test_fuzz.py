@@ -225,7 +225,14 @@ def test_openapi_describes_every_proxied_route(spec):
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/admin/backends"]
+    "path",
+    [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/admin/backends",
+    ],
 )
 def test_fuzz_request_bodies(served, spec, path):
     op = spec["paths"][path]["post"]

@@ -1,7 +1,8 @@
 """Test servers that speak backends' documented wire formats (not switchgear's own).
 
 * TGI: ``POST /generate`` and ``POST /generate_stream`` (SSE ``data:{token, generated_text,
-  details}``), validating parameters the way TGI does (422 ``{"error", "error_type"}``).
+  details}``), validating parameters the way TGI does (422 ``{"error", "error_type"}``);
+  its Messages API ``POST /v1/chat/completions`` for tool calls.
 * Ollama: ``POST /api/chat`` and ``/api/generate``, NDJSON when ``stream`` is true (Ollama's
   default), one object otherwise; tool calls with object arguments.
 * A completion-only OpenAI server: ``POST /v1/completions`` (JSON or SSE ending ``[DONE]``),
@@ -99,11 +100,49 @@ async def tgi_generate_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _tgi_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    chunk = {
+        "id": "",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "tgi",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+async def tgi_messages(request: web.Request) -> web.StreamResponse:
+    """TGI's Messages API, answering a call of the first tool (arguments as TGI 2.0 sent them)."""
+    body = await _body(request)
+    name = body["tools"][0]["function"]["name"]
+    if not body.get("stream"):
+        call = {"id": "0", "type": "function", "function": {"name": name, "arguments": {"x": 1}}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
+        usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+        return _json(
+            {"object": "chat.completion", "model": "tgi", "choices": [choice], "usage": usage}
+        )
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    first = {"index": 0, "id": "0", "type": "function", "function": {"name": name, "arguments": ""}}
+    await resp.write(_tgi_chunk({"role": "assistant", "tool_calls": [first]}))
+    for piece in ('{"x"', ": 1}"):
+        await resp.write(
+            _tgi_chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        )
+    await resp.write(_tgi_chunk({}, "tool_calls"))
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
 def tgi_app() -> web.Application:
     app = web.Application()
     app[REQUESTS] = []
     app.router.add_post("/generate", tgi_generate)
     app.router.add_post("/generate_stream", tgi_generate_stream)
+    app.router.add_post("/v1/chat/completions", tgi_messages)
     return app
 
 

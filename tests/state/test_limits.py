@@ -56,6 +56,7 @@ async def test_requests_per_minute_is_exact_across_two_workers(upstream, redis_s
             metrics = await r.text()
     assert time.monotonic() - t0 < 6
     assert got.count(200) == 10 and got.count(429) == 30
+
     # One scrape covers both processes: every /v1 request of either is counted.
     def counted(status: str) -> float:
         return sum(

@@ -5,6 +5,9 @@ Some servers load a base model without a chat template, or only offer ``/v1/comp
 request is rendered with the model's prompt format into a completion request; the answer is
 turned back into ``chat.completion`` (or ``chat.completion.chunk`` objects when streaming).
 Completion and embedding requests pass through unchanged. ``backend.url`` ends with ``/v1``.
+A chat request that offers ``tools`` or asks for JSON output (``response_format``
+``json_object`` / ``json_schema``) is refused with a 400 naming the field: a rendered prompt
+has no place for them, and dropping them would answer as if they had not been asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from switchgear.default_plugins.protocols import common
 from switchgear.default_plugins.protocols.prompt_formats import get_format, render, strip_stop
-from switchgear.errors import UpstreamError
+from switchgear.errors import InvalidRequest, UpstreamError
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
 # Chat-only fields a completion endpoint rejects.
@@ -37,6 +40,23 @@ PATHS = {
 }
 
 
+def _refuse_unrenderable(backend: Backend, fmt: str, body: dict[str, Any]) -> None:
+    """A 400 for what a rendered prompt cannot carry: tools, and JSON output constraints."""
+    if body.get("tools"):
+        raise InvalidRequest(
+            f"tools are not supported by backend {backend.id}: it completes rendered "
+            f"{fmt} prompts, which carry no tool definitions",
+            param="tools",
+        )
+    rf = body.get("response_format")
+    if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema"):
+        raise InvalidRequest(
+            f"response_format {rf['type']} is not supported by backend {backend.id}: "
+            f"it completes rendered {fmt} prompts without constrained decoding",
+            param="response_format",
+        )
+
+
 class PromptFormatAdapter:
     def __init__(self, prompt_format: str) -> None:
         self.format = get_format(prompt_format)
@@ -46,6 +66,8 @@ class PromptFormatAdapter:
         self, backend: Backend, ctx: RequestContext, body: dict[str, Any]
     ) -> PreparedRequest:
         payload = dict(body)
+        if ctx.endpoint == "chat.completions":
+            _refuse_unrenderable(backend, self.format.name, body)
         if ctx.endpoint == "chat.completions":
             payload["prompt"] = render(self.format.name, body.get("messages"))
             stops = common.stop_list(body)

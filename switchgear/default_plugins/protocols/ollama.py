@@ -10,7 +10,8 @@
     with "stream": false, one such object with the whole message and ``done: true``.
     An error is {"error": "…"} (as the body, or as one line of a stream).
 
-Tool calls pass both ways (Ollama's arguments are objects, OpenAI's are JSON strings);
+Tool calls pass both ways (Ollama's arguments are objects, OpenAI's are JSON strings;
+``tool_choice`` ``none`` keeps the tools back, and a forced choice is a 400 naming it);
 ``response_format`` becomes Ollama's ``format`` (``"json"`` or the JSON schema).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 from switchgear.default_plugins.protocols import common
-from switchgear.errors import UpstreamError
+from switchgear.errors import InvalidRequest, UpstreamError
 from switchgear.proxy.text import content_text
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
@@ -59,6 +60,21 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
             for c in m["tool_calls"]
         ]
     return out
+
+
+def _tool_choice(choice: Any) -> bool:
+    """Whether the tools go to Ollama: ``auto`` (or unset) yes, ``none`` no; others refused.
+
+    Ollama lets the model decide and cannot be made to call a tool.
+    """
+    if choice in (None, "auto"):
+        return True
+    if choice == "none":
+        return False
+    raise InvalidRequest(
+        "Ollama backends take tool_choice auto or none only: they cannot force a tool call",
+        param="tool_choice",
+    )
 
 
 def _args_obj(arguments: Any) -> Any:
@@ -121,7 +137,7 @@ class OllamaAdapter:
         if ctx.endpoint == "chat.completions":
             path = "/api/chat"
             payload["messages"] = [_message(m) for m in body.get("messages") or []]
-            if body.get("tools"):
+            if body.get("tools") and _tool_choice(body.get("tool_choice")):
                 payload["tools"] = body["tools"]
             fmt = body.get("response_format") or {}
             if fmt.get("type") == "json_object":

@@ -13,7 +13,9 @@ rendered with the model's prompt format (see :mod:`.prompt_formats`). Wire forma
 TGI reports no prompt token count without ``decoder_input_details``; usage's
 ``prompt_tokens`` is then the tokenizer-free estimate of :mod:`switchgear.proxy.text`.
 A stop sequence TGI matched is cut from non-streamed text; in a stream it has already been
-sent token by token when TGI reports it.
+sent token by token when TGI reports it. ``response_format`` (``json_object``,
+``json_schema``) becomes TGI's JSON ``grammar``. A chat request with ``tools`` goes to the
+same server's Messages API instead (:mod:`.tgi_messages`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from switchgear.default_plugins.protocols import common
+from switchgear.default_plugins.protocols import common, tgi_messages
 from switchgear.default_plugins.protocols.prompt_formats import get_format, render, strip_stop
 from switchgear.errors import UpstreamError
 from switchgear.proxy.text import estimate_tokens
@@ -53,6 +55,8 @@ class TGIAdapter:
         self, backend: Backend, ctx: RequestContext, body: dict[str, Any]
     ) -> PreparedRequest:
         common.require_generation(ctx, "TGI")
+        if tgi_messages.wants_tools(ctx, body):
+            return tgi_messages.prepare(backend, body)
         inputs = self._inputs(ctx, body)
         params: dict[str, Any] = {
             "max_new_tokens": common.max_tokens(body) or DEFAULT_MAX_NEW_TOKENS,
@@ -73,6 +77,9 @@ class TGIAdapter:
         stops = self._stops(ctx, body)
         if stops:
             params["stop"] = stops
+        grammar = _grammar(body.get("response_format"))
+        if grammar is not None:
+            params["grammar"] = grammar
         ctx.attributes["tgi.prompt_tokens"] = estimate_tokens(inputs)
         ctx.attributes["tgi.stops"] = stops
         path = "/generate_stream" if body.get("stream") else "/generate"
@@ -85,6 +92,8 @@ class TGIAdapter:
         )
 
     def decode(self, backend: Backend, ctx: RequestContext, payload: Any) -> dict[str, Any]:
+        if tgi_messages.wants_tools(ctx, ctx.body):
+            return tgi_messages.decode(backend, ctx, payload)
         data = common.loads(payload)
         if isinstance(data, list) and data:
             data = data[0]
@@ -99,7 +108,14 @@ class TGIAdapter:
         prompt = int(ctx.attributes.get("tgi.prompt_tokens", 0))
         return common.completion_body(ctx, text, reason, common.usage(prompt, completion))
 
-    async def stream(
+    def stream(
+        self, backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]
+    ) -> AsyncIterator[dict[str, Any]]:
+        if tgi_messages.wants_tools(ctx, ctx.body):
+            return tgi_messages.stream(backend, ctx, lines)
+        return self._generated(backend, ctx, lines)
+
+    async def _generated(
         self, backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]
     ) -> AsyncIterator[dict[str, Any]]:
         out = common.ChunkWriter(ctx)
@@ -124,3 +140,15 @@ class TGIAdapter:
             if use is not None:
                 yield use
             return
+
+
+def _grammar(fmt: Any) -> dict[str, Any] | None:
+    """TGI's JSON grammar for an OpenAI ``response_format`` (None for plain text)."""
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_object":
+        return {"type": "json", "value": {"type": "object"}}
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        return {"type": "json", "value": schema if isinstance(schema, dict) else {"type": "object"}}
+    return None

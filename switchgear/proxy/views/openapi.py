@@ -17,6 +17,8 @@ import orjson
 from aiohttp import web
 
 from switchgear.proxy.request import request_schema
+from switchgear.proxy.responses import PATH as RESPONSES_PATH
+from switchgear.proxy.responses import SCHEMA as RESPONSES_SCHEMA
 from switchgear.types import Endpoint
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -79,6 +81,7 @@ SCHEMAS: dict[str, Any] = {
     "ChatCompletionRequest": _proxied("chat.completions", _SAMPLING),
     "CompletionRequest": _proxied("completions", _SAMPLING),
     "EmbeddingRequest": _proxied("embeddings", {}),
+    "ResponsesRequest": RESPONSES_SCHEMA,
     "RegisterBackend": {
         "type": "object",
         "required": ["url", "model"],
@@ -130,6 +133,13 @@ def document() -> dict[str, Any]:
             },
             "/v1/completions": {"post": _op("Text completion", body="CompletionRequest")},
             "/v1/embeddings": {"post": _op("Embeddings", body="EmbeddingRequest")},
+            RESPONSES_PATH: {
+                "post": _op(
+                    "Responses API, streamed (SSE events) or not; translated to chat completions "
+                    "for backends without it",
+                    body="ResponsesRequest",
+                )
+            },
             "/v1/models": {"get": _op("Every known model")},
             "/v1/models/{model_id}": {"get": _op("One model", parameters=_path_param("model_id"))},
             "/healthz": {"get": _op("Liveness")},
