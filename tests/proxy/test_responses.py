@@ -36,6 +36,7 @@ async def test_create_translates_to_chat_and_back(upstream, gateway):
             max_output_tokens=20,
             temperature=0.2,
             text={"format": {"type": "json_object"}},
+            reasoning={"effort": "low"},
         )
         assert resp.object == "response" and resp.status == "completed"
         assert resp.output_text == "hello from a" and resp.model == "m1"
@@ -54,6 +55,7 @@ async def test_create_translates_to_chat_and_back(upstream, gateway):
         ]
         assert sent.body["max_tokens"] == 20 and sent.body["temperature"] == 0.2
         assert sent.body["response_format"] == {"type": "json_object"}
+        assert sent.body["reasoning_effort"] == "low"
         assert "input" not in sent.body and "instructions" not in sent.body
 
 
@@ -290,6 +292,11 @@ async def test_native_and_translated_backends_share_a_fallback_chain(upstream, g
         ({"model": "m1", "input": [{"type": "computer_call"}]}, "input"),
         ({"model": "m1", "input": [{"role": "robot", "content": "x"}]}, "input"),
         ({"model": "m1", "input": "hi", "stream": "yes"}, "stream"),
+        ({"model": "m1", "input": "hi", "top_logprobs": 2}, "top_logprobs"),
+        (
+            {"model": "m1", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            "input",
+        ),
     ],
 )
 async def test_invalid_requests_are_openai_400s(upstream, gateway, body, param):
