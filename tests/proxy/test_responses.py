@@ -396,3 +396,29 @@ async def test_a_cut_native_stream_is_not_restarted_elsewhere(upstream, gateway,
     assert [e["type"] for e in events].count("response.created") == 1
     assert all(r.path == "/v1/chat/completions" for r in b.requests)
     assert not any(r.body.get("continue_final_message") for r in b.requests)
+
+
+async def test_a_length_finish_is_incomplete(upstream, gateway):
+    up = await upstream("m1", name="a", chunks=2)
+    up.always = Fault(
+        body={
+            "id": "c",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "m1",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "cut"},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    )
+    gw = await gateway({"backends": backends(up)})
+    async with gw.openai() as client:
+        resp = await client.responses.create(model="m1", input="hi", max_output_tokens=1)
+    assert resp.status == "incomplete" and resp.output_text == "cut"
+    assert resp.incomplete_details is not None
+    assert resp.incomplete_details.reason == "max_output_tokens"
