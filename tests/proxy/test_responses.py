@@ -36,6 +36,7 @@ async def test_create_translates_to_chat_and_back(upstream, gateway):
             max_output_tokens=20,
             temperature=0.2,
             text={"format": {"type": "json_object"}},
+            reasoning={"effort": "low"},
         )
         assert resp.object == "response" and resp.status == "completed"
         assert resp.output_text == "hello from a" and resp.model == "m1"
@@ -54,6 +55,7 @@ async def test_create_translates_to_chat_and_back(upstream, gateway):
         ]
         assert sent.body["max_tokens"] == 20 and sent.body["temperature"] == 0.2
         assert sent.body["response_format"] == {"type": "json_object"}
+        assert sent.body["reasoning_effort"] == "low"
         assert "input" not in sent.body and "instructions" not in sent.body
 
 
@@ -290,6 +292,11 @@ async def test_native_and_translated_backends_share_a_fallback_chain(upstream, g
         ({"model": "m1", "input": [{"type": "computer_call"}]}, "input"),
         ({"model": "m1", "input": [{"role": "robot", "content": "x"}]}, "input"),
         ({"model": "m1", "input": "hi", "stream": "yes"}, "stream"),
+        ({"model": "m1", "input": "hi", "top_logprobs": 2}, "top_logprobs"),
+        (
+            {"model": "m1", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            "input",
+        ),
     ],
 )
 async def test_invalid_requests_are_openai_400s(upstream, gateway, body, param):
@@ -389,3 +396,29 @@ async def test_a_cut_native_stream_is_not_restarted_elsewhere(upstream, gateway,
     assert [e["type"] for e in events].count("response.created") == 1
     assert all(r.path == "/v1/chat/completions" for r in b.requests)
     assert not any(r.body.get("continue_final_message") for r in b.requests)
+
+
+async def test_a_length_finish_is_incomplete(upstream, gateway):
+    up = await upstream("m1", name="a", chunks=2)
+    up.always = Fault(
+        body={
+            "id": "c",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "m1",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "cut"},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    )
+    gw = await gateway({"backends": backends(up)})
+    async with gw.openai() as client:
+        resp = await client.responses.create(model="m1", input="hi", max_output_tokens=1)
+    assert resp.status == "incomplete" and resp.output_text == "cut"
+    assert resp.incomplete_details is not None
+    assert resp.incomplete_details.reason == "max_output_tokens"

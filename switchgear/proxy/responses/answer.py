@@ -4,7 +4,8 @@ The output holds the assistant's text as one ``message`` item (one ``output_text
 and each tool call as a ``function_call`` item whose ``call_id`` is the chat tool call's
 ``id``; ``usage`` renames ``prompt_tokens`` / ``completion_tokens`` to ``input_tokens`` /
 ``output_tokens``. A ``length`` finish is ``status: incomplete`` with
-``incomplete_details.reason: max_output_tokens``, as OpenAI reports it. Ids derive from the
+``incomplete_details.reason: max_output_tokens`` (``content_filter`` likewise), as OpenAI
+reports it. Ids derive from the
 gateway's request id, so they are unique per request and the same in a stream's events.
 """
 
@@ -97,11 +98,16 @@ def envelope(
     }
 
 
+#: Chat finish reasons that leave a response incomplete, and the reason OpenAI gives.
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
 def finish(response: dict[str, Any], finish_reason: Any) -> dict[str, Any]:
-    """``response`` marked complete, or incomplete when the answer hit its token cap."""
-    if finish_reason == "length":
+    """``response`` marked complete, or incomplete when its answer was cut short."""
+    reason = _INCOMPLETE.get(finish_reason) if isinstance(finish_reason, str) else None
+    if reason is not None:
         response["status"] = "incomplete"
-        response["incomplete_details"] = {"reason": "max_output_tokens"}
+        response["incomplete_details"] = {"reason": reason}
     else:
         response["status"] = "completed"
     return response

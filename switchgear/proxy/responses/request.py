@@ -15,13 +15,15 @@ Responses                              chat completions
 ``text.format``                        ``response_format``
 ``temperature`` ``top_p`` ``user``     the same fields
 ``parallel_tool_calls`` ``seed``
+``reasoning.effort``                   ``reasoning_effort``
 ``reasoning`` items                    left out (a chat backend has no use for them)
 =====================================  ===============================================
 
 A stream asks for the usage chunk (``stream_options.include_usage``), which the final
 ``response.completed`` event reports. Fields whose meaning the gateway cannot keep on a
 chat backend (``previous_response_id``, ``conversation``, ``background``, ``prompt``,
-tools other than functions, input items other than the ones above) are refused with a 400
+``max_tool_calls``, ``top_logprobs``, tools other than functions, input items other than
+the ones above) are refused with a 400
 naming them, never dropped in silence; bookkeeping fields that change no answer
 (``store``, ``metadata``, ``include``, ``truncation``, ``service_tier``) are accepted.
 """
@@ -38,7 +40,14 @@ from switchgear.types import Backend, RequestContext
 PATH = "/v1/responses"
 _YES = frozenset({"true", "1", "yes"})
 _PASSED = ("temperature", "top_p", "user", "parallel_tool_calls", "seed", "stream")
-_REFUSED = ("previous_response_id", "conversation", "background", "prompt")
+_REFUSED = (
+    "previous_response_id",
+    "conversation",
+    "background",
+    "prompt",
+    "max_tool_calls",
+    "top_logprobs",
+)
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
@@ -101,6 +110,9 @@ def to_chat(body: Mapping[str, Any]) -> dict[str, Any]:
         chat["tools"] = [_tool(t) for t in body["tools"]]
     if body.get("tool_choice") is not None:
         chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and reasoning.get("effort") is not None:
+        chat["reasoning_effort"] = reasoning["effort"]
     fmt = _response_format(body.get("text"))
     if fmt is not None:
         chat["response_format"] = fmt
@@ -192,6 +204,10 @@ def _part(part: Any, i: int) -> dict[str, Any]:
         if part.get("detail") in ("low", "high", "auto"):
             image["detail"] = part["detail"]
         return {"type": "image_url", "image_url": image}
+    if kind == "input_image":
+        raise _bad(
+            f"input[{i}]: an input_image needs an image_url (file ids are not kept)", "input"
+        )
     raise _bad(f"input[{i}]: content parts of type {kind!r} are not supported", "input")
 
 
