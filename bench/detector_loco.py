@@ -160,6 +160,15 @@ def cell(f: Fold) -> str:
     return f"{f.held.score:6.1f} ({f.held.tp}/{f.held.fp}/{f.held.fn})"
 
 
+def pick(pool: list[str], fold_of: Mapping[str, Mapping[str, Fold]], held: str) -> str:
+    """The candidate that scores best on the categories other than ``held``."""
+    best = pool[0]
+    for name in pool[1:]:
+        if fold_of[name][held].train > fold_of[best][held].train:
+            best = name
+    return best
+
+
 def report(results: dict[str, dict[str, nab.Corpus]], cats: list[str]) -> None:
     fold_of = {name: folds(parts) for name, parts in results.items()}
     head = f"{'candidate':18s} {'in-sample':>9s} " + " ".join(f"{c[:26]:>26s}" for c in cats)
@@ -172,7 +181,7 @@ def report(results: dict[str, dict[str, nab.Corpus]], cats: list[str]) -> None:
         pool = [c.name for c in CANDIDATES if c.name in results and c.online == online]
         if not pool:
             continue
-        picks = {cat: max(pool, key=lambda n, cat=cat: fold_of[n][cat].train) for cat in cats}
+        picks = {cat: pick(pool, fold_of, cat) for cat in cats}
         chosen = {cat: fold_of[picks[cat]][cat] for cat in cats}
         parts = {cat: results[picks[cat]][cat] for cat in cats}
         row = " ".join(f"{cell(chosen[c]):>26s}" for c in cats)
