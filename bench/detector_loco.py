@@ -58,20 +58,25 @@ class Candidate:
 
 
 CAL = {"calibrate": True}
+B_S_L: dict[str, dict[str, Any]] = {"baseline": {}, "stl": {}, "lstm": {}}
 CANDIDATES = (
     Candidate("baseline", "baseline"),
     Candidate("stl", "stl"),
     Candidate("lstm", "lstm"),
-    Candidate("ensemble", "ensemble"),
-    Candidate("ens-b+s", "ensemble", params={"members": {"baseline": {}, "stl": {}}}),
+    Candidate("ensemble", "ensemble"),  # the default members: baseline and stl
+    Candidate("ens-b+s+l", "ensemble", params={"members": B_S_L}),
     Candidate("ens-s+l", "ensemble", params={"members": {"stl": {}, "lstm": {}}}),
     Candidate("ens-max0", "ensemble", params={"max_weight": 0.0}),
     Candidate("baseline+cal", "baseline", params=CAL),
     Candidate("ensemble+cal", "ensemble", params=CAL),
     Candidate("on-baseline", "baseline", online=True),
     Candidate("on-ensemble", "ensemble", online=True),
+    Candidate("on-ens-b+s+l", "ensemble", True, {"members": B_S_L}),
     Candidate("on-baseline+cal", "baseline", online=True, params=CAL),
     Candidate("on-baseline+cal-s1", "baseline", True, {"calibrate": {"short": 1}}),
+    Candidate("on-baseline+cal-s20", "baseline", True, {"calibrate": {"short": 20}}),
+    Candidate("on-baseline+cal-s40", "baseline", True, {"calibrate": {"short": 40}}),
+    Candidate("on-baseline+cal-w500", "baseline", True, {"calibrate": {"window": 500}}),
     Candidate("on-baseline+cal-w3k", "baseline", True, {"calibrate": {"window": 3000}}),
     Candidate("on-stl+cal", "stl", online=True, params=CAL),
     Candidate("on-ensemble+cal", "ensemble", online=True, params=CAL),
