@@ -6,7 +6,7 @@ Factories take keyword parameters (``detector.params.<name>`` in config). The LS
 torch (the ``ml`` extra); without it ``lstm`` is not registered and cannot be a member.
 The ensemble's default members were chosen by leave-one-category-out NAB validation
 (``bench/detector_loco.py``): without the lstm the ensemble scored at least as well on
-every held-out category (pooled 70.7 against 69.8 with it), at a third of the cost.
+every held-out category (pooled 70.7 against 69.8 with it), in a seventh of the time.
 
 ``online=True`` (the gateway's engine passes it to every factory that accepts it) tunes a
 detector for operations instead of NAB scoring: no "new range" rule (every new maximum of
