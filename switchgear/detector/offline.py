@@ -12,6 +12,7 @@ point at a time through ``update``, the engine's per-tick call.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from switchgear.detector.base import Detector, run_inline
+from switchgear.detector.calibration import calibrated
 from switchgear.detector.engine import _online_params
 from switchgear.detector.registry import detector_factories, make_detector
 
@@ -45,14 +47,34 @@ def score_series(
     return np.clip(out, 0.0, 1.0)
 
 
-def online_detector(name: str, params: dict[str, Any] | None = None) -> Detector:
-    """``name`` built as the gateway's engine builds it (``online=True`` where accepted)."""
+def build_detector(
+    name: str, params: dict[str, Any] | None = None, *, online: bool = False
+) -> Detector:
+    """``name`` with ``params``; ``online`` builds it as the gateway's engine does
+    (``online=True`` where the factory accepts it). A factory that does not take
+    ``calibrate`` (a third party's, ``zscore``) gets its detector wrapped instead."""
     factories = detector_factories()
     factory = factories.get(name)
     options = dict(params or {})
+    wrap = None
     if factory is not None:
-        options = _online_params(factory, options)
-    return make_detector(name, factories, **options)
+        if online:
+            options = _online_params(factory, options)
+        if "calibrate" in options and not _accepts(factory, "calibrate"):
+            wrap = options.pop("calibrate")
+    return calibrated(make_detector(name, factories, **options), wrap)
+
+
+def online_detector(name: str, params: dict[str, Any] | None = None) -> Detector:
+    """``name`` built as the gateway's engine builds it (``online=True`` where accepted)."""
+    return build_detector(name, params, online=True)
+
+
+def _accepts(factory: Any, arg: str) -> bool:
+    try:
+        return arg in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def score_online(
@@ -95,7 +117,7 @@ def detect_cli(
         params: dict[str, Any] = {"calibrate": True} if calibrate else {}
         frame["anomaly_score"] = score_online(values, detector, params)
     elif calibrate:
-        det = make_detector(detector, calibrate=True)
+        det = build_detector(detector, {"calibrate": True})
         frame["anomaly_score"] = score_series(values, None, det)
     else:
         frame["anomaly_score"] = score_series(values, frame["timestamp"], detector)

@@ -108,3 +108,9 @@ def test_gateway_engine_builds_the_calibrated_detector_from_settings() -> None:
     values[300] = 5.0
     ours = [run_inline(det, float(v)) for v in values]
     assert np.allclose(ours, score_online(values, "baseline", {"calibrate": {"warmup": 20}}))
+
+
+def test_a_detector_without_the_calibrate_parameter_is_wrapped() -> None:
+    values = np.random.default_rng(6).normal(5.0, 1.0, 400)
+    scores = score_online(values, "zscore", {"calibrate": {"warmup": 10, "min_history": 10}})
+    assert scores[:20].max() == 0.0 and 0.0 < scores.max() <= 1.0
