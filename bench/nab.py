@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/nab.py [--data ../shared/data/nab-dev] [--detectors baseline,stl]
                                   [--jobs 2] [--out DIR] [--split realAWS,artificial]
+                                  [--online] [--calibrate]
 
 Each file is scored causally with :func:`switchgear.detector.offline.score_series` (fits run
 inline at the points the online engine would schedule them); the threshold is optimised
@@ -9,7 +10,10 @@ per detector and profile over the whole corpus, as NAB does. ``--out`` also writ
 result files (``DIR/<detector>/<category>/<file>.csv``) for NAB's own scorer. ``--split``
 also scores each group of files whose path starts with one of the given prefixes on its own
 (its own threshold, standard profile): a check that what helps one kind of data does not
-merely fit it.
+merely fit it. ``--online`` scores the gateway's online mode (as ``switchgear detect
+--online``: built as the engine builds it, fed point by point) and ``--calibrate`` adds the
+``calibrate`` parameter (calibrated scores). ``bench/detector_loco.py`` validates choices
+category by category.
 """
 
 from __future__ import annotations
@@ -25,18 +29,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from switchgear.detector import nab  # noqa: E402
-from switchgear.detector.offline import read_series, score_series  # noqa: E402
-from switchgear.detector.registry import detector_factories  # noqa: E402
+from switchgear.detector.offline import read_series, score_online, score_series  # noqa: E402
+from switchgear.detector.registry import detector_factories, make_detector  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nab-dev"
 
 
-def score_file(detector: str, path: Path, out: Path | None, rel: str) -> np.ndarray:
+def score_file(  # noqa: PLR0913 - one per command-line option
+    detector: str, path: Path, out: Path | None, rel: str, online: bool, calibrate: bool
+) -> np.ndarray:
     import torch
 
     torch.set_num_threads(1)
     frame = read_series(path)
-    scores = score_series(frame["value"].to_numpy(), frame["timestamp"], detector)
+    values = frame["value"].to_numpy()
+    params: dict[str, object] = {"calibrate": True} if calibrate else {}
+    if online:
+        scores = score_online(values, detector, params)
+    else:
+        scores = score_series(values, frame["timestamp"], make_detector(detector, None, **params))
     if out is not None:
         target = out / detector / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--split", default=None, help="comma-separated path prefixes to score apart")
+    ap.add_argument("--online", action="store_true", help="the gateway's online mode")
+    ap.add_argument("--calibrate", action="store_true", help="calibrated scores")
     args = ap.parse_args(argv)
     labels = nab.load_labels(args.data)
     names = args.detectors.split(",") if args.detectors else sorted(detector_factories())
@@ -62,7 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             t0 = time.perf_counter()
             futures = {
-                rel: pool.submit(score_file, name, args.data / "data" / rel, args.out, rel)
+                rel: pool.submit(
+                    score_file,
+                    name,
+                    args.data / "data" / rel,
+                    args.out,
+                    rel,
+                    args.online,
+                    args.calibrate,
+                )
                 for rel in labels
             }
             corpus = nab.Corpus()

@@ -144,6 +144,12 @@ def _add_detect(sub: Commands) -> None:
     d.add_argument("file")
     d.add_argument("--detector", default="ensemble")
     d.add_argument("--out")
+    d.add_argument(
+        "--online", action="store_true", help="score the gateway's online mode, point by point"
+    )
+    d.add_argument(
+        "--calibrate", action="store_true", help="calibrated scores (detector param calibrate)"
+    )
     d.set_defaults(run=_detect)
 
 
@@ -272,7 +278,12 @@ def _doctor(a: Args) -> int:
 
 def _detect(a: Args) -> int:
     return _call(
-        "switchgear.detector.offline:detect_cli", path=a.file, detector=a.detector, out=a.out
+        "switchgear.detector.offline:detect_cli",
+        path=a.file,
+        detector=a.detector,
+        out=a.out,
+        online=a.online,
+        calibrate=a.calibrate,
     )
 
 

@@ -8,10 +8,13 @@ detection on a window's first row earns exactly ``tpWeight``, as NAB's sweeper d
 costs ``fnWeight``. A detection
 outside any window costs ``fpWeight * sigma(p)`` with ``p = |i - right_prev| / (width_prev -
 1)`` after a window (so detections just after a window cost less) and ``fpWeight`` before
-any window. ``sigma(p) = 2 / (1 + e^{5p}) - 1`` for p < 3, else -1. The threshold is one
-value for the whole corpus, swept over every distinct score per profile; the normalised
-score is ``100 * (raw - null) / (perfect - null)`` with ``null = -fnWeight * windows`` and
-``perfect = tpWeight * windows``.
+any window. ``sigma(p) = 2 / (1 + e^{5p}) - 1`` for p <= 3, else -1 (NAB's
+``scaledSigmoid`` tests ``p > 3.0``). The threshold is one value for the whole corpus,
+swept over every distinct score per profile; the normalised score is ``100 * (raw - null) /
+(perfect - null)``. As in NAB, a window none of whose rows is scored (it lies inside the
+probationary period) takes no part in the raw score: ``null``, the null detector's best
+score, is ``-fnWeight * scored windows``, while ``perfect`` is ``tpWeight`` times every
+window of the labels (``runner.normalize`` counts the label file's windows).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class FileRows:
     sigma: np.ndarray
     window: np.ndarray
     windows: int
+    scored: int = -1  # windows with at least one scored row (-1: all of them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +75,38 @@ class Corpus:
     sigma: list[np.ndarray] = field(default_factory=list)
     window: list[np.ndarray] = field(default_factory=list)
     windows: int = 0
+    scored: int = 0
 
     def add(self, rows: FileRows) -> None:
         self.scores.append(rows.scores)
         self.sigma.append(rows.sigma)
         self.window.append(np.where(rows.window >= 0, rows.window + self.windows, -1))
         self.windows += rows.windows
+        self.scored += rows.windows if rows.scored < 0 else rows.scored
+
+    def extend(self, other: Corpus) -> None:
+        for s, g, w in zip(other.scores, other.sigma, other.window, strict=True):
+            self.scores.append(s)
+            self.sigma.append(g)
+            self.window.append(np.where(w >= 0, w + self.windows, -1))
+        self.windows += other.windows
+        self.scored += other.scored
+
+    def null(self, profile: Profile) -> float:
+        """The null detector's score (it never fires): every scored window missed."""
+        return -profile.fn * self.scored
+
+    def perfect(self, profile: Profile) -> float:
+        return profile.tp * self.windows
+
+    def normalise(self, raw: float, profile: Profile) -> float:
+        """NAB's normalised score of a raw score (nan for a corpus without windows)."""
+        null, perfect = self.null(profile), self.perfect(profile)
+        return 100.0 * (raw - null) / (perfect - null) if perfect != null else math.nan
 
 
 def scaled_sigmoid(p: float) -> float:
-    return -1.0 if p >= 3.0 else 2.0 / (1.0 + math.exp(5.0 * p)) - 1.0
+    return -1.0 if p > 3.0 else 2.0 / (1.0 + math.exp(5.0 * p)) - 1.0
 
 
 # NAB's sweeper scales true positives by 1 / sigma(-1), so the earliest row is worth tpWeight
@@ -120,7 +146,10 @@ def file_rows(
             lo, hi = prev
             sigma[i] = scaled_sigmoid(abs(hi - i) / max(hi - lo, 1))
     keep = slice(probation(n), n)
-    return FileRows(np.asarray(scores, dtype=float)[keep], sigma[keep], window[keep], len(limits))
+    scored = len({int(w) for w in window[keep] if w >= 0})
+    return FileRows(
+        np.asarray(scores, dtype=float)[keep], sigma[keep], window[keep], len(limits), scored
+    )
 
 
 def optimize(corpus: Corpus, profile: Profile) -> ProfileResult:
@@ -131,7 +160,7 @@ def optimize(corpus: Corpus, profile: Profile) -> ProfileResult:
     order = np.argsort(-scores, kind="stable")
     scores, sigma, window = scores[order], sigma[order], window[order]
     best_tp = np.full(corpus.windows, np.nan)
-    total = -profile.fn * corpus.windows
+    total = corpus.null(profile)
     best = (total, math.inf, 0, 0)
     tp = fp = 0
     n = len(scores)
@@ -158,10 +187,36 @@ def optimize(corpus: Corpus, profile: Profile) -> ProfileResult:
             best = (total, float(scores[i]), tp, fp)
         i = j
     raw, threshold, tps, fps = best
-    null = -profile.fn * corpus.windows
-    perfect = profile.tp * corpus.windows
-    score = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
-    return ProfileResult(profile.name, score, threshold, raw, tps, fps, corpus.windows - tps)
+    score = corpus.normalise(raw, profile)
+    return ProfileResult(
+        profile.name,
+        0.0 if math.isnan(score) else score,
+        threshold,
+        raw,
+        tps,
+        fps,
+        corpus.scored - tps,
+    )
+
+
+def score_at(corpus: Corpus, profile: Profile, threshold: float) -> ProfileResult:
+    """The corpus scored at a given threshold (one chosen elsewhere: held-out scoring)."""
+    scores = np.concatenate(corpus.scores) if corpus.scores else np.zeros(0)
+    sigma = np.concatenate(corpus.sigma) if corpus.sigma else np.zeros(0)
+    window = np.concatenate(corpus.window) if corpus.window else np.zeros(0, dtype=np.int64)
+    hit = scores >= threshold
+    outside = hit & (window < 0)
+    raw = corpus.null(profile) + profile.fp * float(np.sum(sigma[outside]))
+    best = np.full(corpus.windows, -np.inf)
+    inside = hit & (window >= 0)
+    np.maximum.at(best, window[inside], profile.tp * sigma[inside])
+    found = np.isfinite(best)
+    raw += float(np.sum(best[found] + profile.fn))
+    tps = int(np.sum(found))
+    score = corpus.normalise(raw, profile)
+    return ProfileResult(
+        profile.name, score, threshold, raw, tps, int(np.sum(outside)), corpus.scored - tps
+    )
 
 
 def score_corpus(

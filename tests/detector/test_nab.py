@@ -41,7 +41,9 @@ def test_probation_is_15_percent_capped_at_750() -> None:
 def test_scaled_sigmoid() -> None:
     assert nab.scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-5)
     assert nab.scaled_sigmoid(0.0) == 0.0
-    assert nab.scaled_sigmoid(3.0) == -1.0
+    # NAB's scaledSigmoid is -1 only beyond 3 (``> 3.0``); at 3 it is 2/(1+e^15) - 1
+    assert nab.scaled_sigmoid(3.0) == pytest.approx(2.0 / (1.0 + math.exp(15.0)) - 1.0)
+    assert nab.scaled_sigmoid(3.0) > -1.0
     assert nab.scaled_sigmoid(3.5) == -1.0
 
 

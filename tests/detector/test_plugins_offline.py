@@ -123,3 +123,26 @@ def test_detect_cli_writes_nab_format(tmp_path: Path, capsys: pytest.CaptureFixt
     assert scored["anomaly_score"][700:720].max() >= 0.5
     assert main(["detect", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv" in capsys.readouterr().err
+
+
+def test_detect_cli_online_calibrated(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    values = 10 + rng.normal(0, 1, 600)
+    values[500:] += 10
+    ts = pd.date_range("2024-01-01", periods=600, freq="5min").strftime("%Y-%m-%d %H:%M:%S")
+    src = tmp_path / "series.csv"
+    pd.DataFrame({"timestamp": ts, "value": values}).to_csv(src, index=False)
+    outs = {}
+    for flags in (["--online"], ["--online", "--calibrate"]):
+        out = tmp_path / f"scored{len(flags)}.csv"
+        argv = ["detect", str(src), "--detector", "baseline", "--out", str(out), *flags]
+        assert main(argv) == 0
+        scored = pd.read_csv(out)
+        assert scored["timestamp"].tolist() == list(ts)
+        assert scored["anomaly_score"].between(0, 1).all()
+        outs[len(flags)] = scored["anomaly_score"].to_numpy()
+    # the online mode alerts on every point of an anomaly, not once; calibrated, a +10 sigma
+    # shift stands out against the series' own history at once
+    assert outs[2][500:505].max() >= 0.5
+    assert outs[2][:500].max() < 0.5
+    assert not np.array_equal(outs[1], outs[2])
