@@ -165,6 +165,22 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    @classmethod
+    def of(cls, usage: object) -> Usage | None:
+        """The tokens of a ``usage`` object: chat's ``prompt_tokens`` / ``completion_tokens``
+        or the Responses API's ``input_tokens`` / ``output_tokens``; None when it has neither.
+        """
+        if not isinstance(usage, Mapping):
+            return None
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        if not isinstance(prompt, int) and not isinstance(completion, int):
+            return None
+        return cls(
+            prompt if isinstance(prompt, int) else 0,
+            completion if isinstance(completion, int) else 0,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AnomalyEvent:

@@ -121,22 +121,13 @@ async def dispatch(request: web.Request, endpoint: Endpoint) -> web.StreamRespon
         return resp
     start_shadow(app, ctx, answer.body, time.perf_counter() - t0)
     usage = answer.body.get("usage")
-    if isinstance(usage, dict):
-        if isinstance(usage.get("total_tokens"), int):
-            request[keys.TOKENS_USED] = usage["total_tokens"]
-        request[keys.USAGE] = usage_of(usage)
+    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+        request[keys.TOKENS_USED] = usage["total_tokens"]
+    if (tokens := Usage.of(usage)) is not None:
+        request[keys.USAGE] = tokens
     if parsed.responses is not None:
         answer.body = as_response(answer.body, parsed.responses, ctx.request_id)
     return json_response(ctx, answer)
-
-
-def usage_of(usage: dict[str, object]) -> Usage:
-    """The tokens of an OpenAI ``usage`` object (fields that are not integers count 0)."""
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return Usage(
-        prompt if isinstance(prompt, int) else 0,
-        completion if isinstance(completion, int) else 0,
-    )
 
 
 def _frames(ctx: RequestContext, parsed: ParsedRequest) -> Frames:

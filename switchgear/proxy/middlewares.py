@@ -80,7 +80,9 @@ async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
     tracer = request.app[keys.TRACING]
     if not tracer.enabled or not request.path.startswith("/v1/"):
         return await handler(request)
-    trace = tracer.start_request(request.method, request.path, request.headers, request.host)
+    trace = tracer.start_request(
+        request.method, request.path, request.headers, request.host, request[keys.REQUEST_ID]
+    )
     token = telemetry.activate(trace)
     status = 500
     try:

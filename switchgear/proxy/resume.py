@@ -90,9 +90,7 @@ class Transcript:
         if isinstance(usage, dict):
             if isinstance(usage.get("total_tokens"), int):
                 self.total_tokens = usage["total_tokens"]
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            if isinstance(prompt, int) and isinstance(completion, int):
-                self.usage = Usage(prompt, completion)
+            self.usage = Usage.of(usage) or self.usage
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             if "type" in chunk:  # a backend's own Responses event: only it can go on
@@ -106,6 +104,7 @@ class Transcript:
         usage = response.get("usage") if isinstance(response, dict) else None
         if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
             self.total_tokens = usage["total_tokens"]
+        self.usage = Usage.of(usage) or self.usage
 
     def _choice(self, choice: Any) -> None:
         if not isinstance(choice, dict):

@@ -70,7 +70,7 @@ class OtelTracing(Tracing):
         self.provider.add_span_processor(processor)
 
     def start_request(
-        self, method: str, path: str, headers: Mapping[str, str], host: str | None
+        self, method: str, path: str, headers: Mapping[str, str], host: str | None, request_id: str
     ) -> RequestTrace:
         parent = self.propagator.extract(headers)
         address, port = _address(f"http://{host}") if host else (None, None)
@@ -79,6 +79,7 @@ class OtelTracing(Tracing):
             "url.path": path,
             "gen_ai.provider.name": PROVIDER,
             "gen_ai.system": PROVIDER,
+            "switchgear.request_id": request_id,
         }
         if address is not None and port is not None:
             attributes["server.address"], attributes["server.port"] = address, port

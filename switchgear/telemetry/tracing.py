@@ -77,7 +77,7 @@ class Tracing:
     enabled = False
 
     def start_request(
-        self, method: str, path: str, headers: Mapping[str, str], host: str | None
+        self, method: str, path: str, headers: Mapping[str, str], host: str | None, request_id: str
     ) -> RequestTrace:
         raise RuntimeError("tracing is disabled")
 

@@ -101,3 +101,27 @@ async def test_unknown_model_names_share_one_series(upstream, gateway, http):
         await client.chat.completions.create(model="m1", messages=hi)
     _, samples = await _scrape(http, gw)
     assert _value(samples, "switchgear_prompt_tokens_total", model="m1", key="none") == 3
+
+
+async def test_responses_api_tokens_are_counted(upstream, gateway, http):
+    """Translated (a chat backend) and native (a Responses backend), streamed and not."""
+    chat = await upstream("m1", name="c", chunks=4)
+    native = await upstream("m2", name="n", responses=True)
+    gw = await gateway(
+        {"backends": [*backends(chat), *backends(native, meta={"supports_responses": "true"})]}
+    )
+    async with gw.openai() as client:
+        for model in ("m1", "m2"):
+            await client.responses.create(model=model, input="hi")
+            async with client.responses.stream(model=model, input="hi") as stream:
+                await stream.get_final_response()
+    _, samples = await _scrape(http, gw)
+    prompt, completion = "switchgear_prompt_tokens_total", "switchgear_completion_tokens_total"
+    # translated: the chat answer's usage (3 + 4); its stream has no usage chunk, so the
+    # prompt estimate and the 4 content chunks are counted
+    assert _value(samples, completion, model="m1", key="none") == 8
+    assert _value(samples, prompt, model="m1", key="none") >= 3
+    # native: input_tokens 5, output_tokens 4, from the response and from response.completed
+    assert _value(samples, prompt, model="m2", key="none") == 10
+    assert _value(samples, completion, model="m2", key="none") == 8
+    assert _value(samples, "switchgear_requests_total", model="m2", status="200") == 2

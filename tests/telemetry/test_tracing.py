@@ -53,6 +53,7 @@ async def test_server_and_client_spans_follow_genai_conventions(upstream, gatewa
     assert a["http.response.status_code"] == 200
     assert a["server.address"] == "127.0.0.1" and a["server.port"] == gw.port
     assert "error.type" not in a
+    assert a["switchgear.request_id"] == answer._request_id
 
     # one client span per attempt, a child of the server span
     assert attempt.parent is not None and attempt.parent.span_id == server.context.span_id
