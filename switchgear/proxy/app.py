@@ -33,6 +33,7 @@ from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.middlewares import MIDDLEWARES
 from switchgear.proxy.policy import Policies
 from switchgear.proxy.ratelimit import RateLimiter
+from switchgear.proxy.rollout import setup_rollouts
 from switchgear.proxy.scaling import setup_scaling
 from switchgear.proxy.shadow import setup_shadow
 from switchgear.proxy.upstream import Upstream
@@ -45,6 +46,7 @@ from switchgear.proxy.views import (
     health,
     models,
     openapi,
+    rollouts,
 )
 from switchgear.proxy.views.dashboard import setup_dashboard
 from switchgear.settings import Settings
@@ -73,6 +75,7 @@ def create_app(
     setup_shadow(app)
     setup_detection(app)
     setup_scaling(app)
+    setup_rollouts(app)
     setup_lifecycle(app)
     return app
 
@@ -99,7 +102,17 @@ def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManag
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (chat, completions, embeddings, models, health, admin, anomalies, openapi):
+    for module in (
+        chat,
+        completions,
+        embeddings,
+        models,
+        health,
+        admin,
+        anomalies,
+        openapi,
+        rollouts,
+    ):
         module.setup(app)
 
     def register(method: str, path: str, handler: Callable[..., object]) -> None:
