@@ -109,3 +109,4 @@ class Load:
     async def stop(self) -> None:
         self._stop.set()
         await asyncio.gather(*self._tasks)
+        await self.sdk.close()
