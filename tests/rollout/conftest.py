@@ -43,7 +43,11 @@ class Fleet:
 
 @pytest.fixture
 async def fleet(
-    tiny: Path, plugin_manager: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway: Any
+    tiny: Path,  # noqa: F811
+    plugin_manager: Any,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gateway: Any,  # noqa: F811
 ) -> AsyncIterator[Callable[[], Awaitable[Fleet]]]:
     from switchgear.worker.app import create_worker_app
     from switchgear.worker.keys import SLOT

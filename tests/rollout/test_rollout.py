@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from switchgear.worker.app import worker_info
 from tests.helpers import poll_until
 from tests.rollout.conftest import ADMIN_HEADERS, Load
 from tests.worker.test_gates import corrupt
@@ -17,9 +21,7 @@ OPTIONS = {"step_seconds": 1.5, "min_samples": 6, "latency_ratio": 3.0}
 
 async def _start(http: aiohttp.ClientSession, fleet: Any, path: Path, **extra: Any) -> Any:
     body = {"model": "tiny", "path": str(path), "steps": [10, 50], "options": OPTIONS, **extra}
-    async with http.post(
-        fleet.gateway.url + "/admin/rollouts", json=body, headers=GW_ADMIN
-    ) as r:
+    async with http.post(fleet.gateway.url + "/admin/rollouts", json=body, headers=GW_ADMIN) as r:
         return r.status, await r.json()
 
 
@@ -36,6 +38,7 @@ async def test_rolling_swap_of_three_workers_under_load_fails_no_request(
     fleet: Any, http: aiohttp.ClientSession, tiny_seed1: Path
 ) -> None:
     f = await fleet()
+    versions = [worker_info(w.app)["version"] for w in f.workers]
     load = Load(f.gateway.openai()).start()
     await poll_until(lambda: load.ok >= 10, 30, "load running")
     status, ro = await _start(http, f, tiny_seed1)
@@ -55,6 +58,9 @@ async def test_rolling_swap_of_three_workers_under_load_fails_no_request(
         assert w["figures"][-1]["candidate_requests"] > 0
     for i in range(3):
         assert await f.served_path(http, i) == str(tiny_seed1)
+    # the version in each worker's registration meta follows the model
+    after = [worker_info(w.app)["version"] for w in f.workers]
+    assert len(set(after)) == 1 and not set(after) & set(versions), (versions, after)
 
 
 async def test_slow_candidate_is_rolled_back_at_the_first_worker(
@@ -122,3 +128,42 @@ async def test_bad_rollout_requests_are_openai_shaped_4xx(
     status, ro = await _start(http, f, Path("/etc"))
     final = await _finished(http, f, ro["id"], 30)
     assert final["state"] == "refused" and "model roots" in final["reason"], final
+    async with http.get(f.gateway.url + "/admin/dashboard.json", headers=GW_ADMIN) as r:
+        feed = await r.json()
+    assert [(x["id"], x["state"]) for x in feed["rollouts"]] == [(ro["id"], "refused")]
+
+
+async def test_cli_starts_a_rollout_and_follows_it(fleet: Any) -> None:
+    f = await fleet()
+    args = ["rollout", "tiny", "/etc", "--url", f.gateway.url, "--admin-key", "gw-admin"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "switchgear.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 1, (text, err.decode())
+    assert "rollout " in text and "w0=refused" in text and "model roots" in text, text
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "switchgear.cli",
+        "rollout",
+        "nope",
+        "/x",
+        "--url",
+        f.gateway.url,
+        "--admin-key",
+        "gw-admin",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1 and "error (404)" in err.decode(), err.decode()
