@@ -16,7 +16,7 @@ from tests.rollout.conftest import ADMIN_HEADERS, Load
 from tests.worker.test_gates import corrupt
 
 GW_ADMIN = {"Authorization": "Bearer gw-admin"}
-OPTIONS = {"step_seconds": 1.5, "min_samples": 6, "latency_ratio": 3.0}
+OPTIONS = {"step_seconds": 1.5, "min_samples": 10, "latency_ratio": 5.0}
 
 
 async def _start(http: aiohttp.ClientSession, fleet: Any, path: Path, **extra: Any) -> Any:
