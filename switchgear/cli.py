@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_detect,
         _add_plugins,
         _add_registration,
+        _add_rollout,
     ):
         add(sub)
     return p
@@ -180,6 +181,18 @@ def _add_registration(sub: Commands) -> None:
     dr.add_argument("service_id")
     dr.add_argument("--config", "-c")
     dr.set_defaults(run=_deregister)
+
+
+def _add_rollout(sub: Commands) -> None:
+    ro = sub.add_parser("rollout", help="roll a new model through a model's workers")
+    ro.add_argument("model")
+    ro.add_argument("path", help="the candidate, as the workers see it")
+    ro.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway")
+    ro.add_argument("--steps", type=float, nargs="+", default=[10.0, 50.0])
+    ro.add_argument("--admin-key", help="default: $SWITCHGEAR_ADMIN_KEY")
+    ro.add_argument("--no-wait", dest="wait", action="store_false")
+    ro.add_argument("--option", nargs="*", default=[], help="e.g. step_seconds=10")
+    ro.set_defaults(run=_rollout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -309,6 +322,19 @@ def _register(a: Args) -> int:
 def _deregister(a: Args) -> int:
     return _call(
         "switchgear.discovery.commands:deregister_cli", service_id=a.service_id, config=a.config
+    )
+
+
+def _rollout(a: Args) -> int:
+    return _call(
+        "switchgear.proxy.rollout_cli:rollout_cli",
+        model=a.model,
+        path=a.path,
+        url=a.url,
+        steps=a.steps,
+        admin_key=a.admin_key,
+        wait=a.wait,
+        options=_meta(a.option),
     )
 
 

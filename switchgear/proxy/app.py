@@ -35,6 +35,7 @@ from switchgear.proxy.metrics import Metrics
 from switchgear.proxy.middlewares import MIDDLEWARES
 from switchgear.proxy.policy import Policies
 from switchgear.proxy.ratelimit import RateLimiter
+from switchgear.proxy.rollout import setup_rollouts
 from switchgear.proxy.scaling import setup_scaling
 from switchgear.proxy.shadow import setup_shadow
 from switchgear.proxy.upstream import Upstream
@@ -48,6 +49,7 @@ from switchgear.proxy.views import (
     models,
     openapi,
     responses,
+    rollouts,
 )
 from switchgear.proxy.views.dashboard import setup_dashboard
 from switchgear.settings import Settings
@@ -77,6 +79,7 @@ def create_app(
     setup_shadow(app)
     setup_detection(app)
     setup_scaling(app)
+    setup_rollouts(app)
     setup_lifecycle(app)
     return app
 
@@ -127,6 +130,7 @@ def setup_routes(app: web.Application) -> None:
         admin,
         anomalies,
         openapi,
+        rollouts,
     ):
         module.setup(app)
 

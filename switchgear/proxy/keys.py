@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # views.dashboard imports this module
 if TYPE_CHECKING:  # drain and health_checks import this module
     from switchgear.proxy.drain import Drain
     from switchgear.proxy.health_checks import HealthChecker
+    from switchgear.proxy.rollout import Rollouts
 
 SETTINGS = web.AppKey("settings", Settings)
 PLUGINS = web.AppKey("plugins", pluggy.PluginManager)
@@ -90,3 +91,5 @@ COLD_START: web.AppKey[ColdStart] = web.AppKey("cold_start")
 SCALE_DECISIONS: web.AppKey[list[DecisionLog]] = web.AppKey("scale_decisions", list)
 #: The KEDA external scaler's gRPC server; absent unless ``scaling.keda.enabled``.
 KEDA_SERVER: web.AppKey[KedaServer] = web.AppKey("keda_server")
+#: Progressive rollouts of new models across workers (proxy/rollout.py).
+ROLLOUTS: web.AppKey[Rollouts] = web.AppKey("rollouts")

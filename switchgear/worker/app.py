@@ -9,6 +9,7 @@ the model slot exists, so they may read :func:`worker_info` once ``SLOT`` is rea
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -29,6 +30,7 @@ from switchgear.errors import (
 from switchgear.plugins.host import Host
 from switchgear.plugins.manager import call_hook, make_plugin_manager
 from switchgear.settings import Settings, load_settings
+from switchgear.settings.worker import ModelSpec
 from switchgear.worker import keys
 from switchgear.worker.engine import EngineClosed
 from switchgear.worker.faults import Faults, ballast_ctx
@@ -281,4 +283,11 @@ def worker_info(app: web.Application) -> dict[str, Any]:
         "dtype": b.dtype,
         "format": b.fmt,
         "supports_continuation": "true",
+        "version": model_version(b.spec),
     }
+
+
+def model_version(spec: ModelSpec) -> str:
+    """A short hash of the served model's config: it changes with every swap to another model."""
+    text = spec.model_dump_json(include={"model_name_or_path", "quantization", "dtype", "name"})
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()

@@ -240,7 +240,7 @@ async def test_hook_verify_swap_third_party_gate_refuses(
 async def test_extra_contexts_and_worker_info(
     aiohttp_client: Any, plugin_manager: Any, tiny: Path
 ) -> None:
-    from switchgear.worker.app import create_worker_app, worker_info
+    from switchgear.worker.app import create_worker_app, model_version, worker_info
 
     seen: list[dict[str, Any]] = []
 
@@ -264,5 +264,6 @@ async def test_extra_contexts_and_worker_info(
             "dtype": "fp32",
             "format": "safetensors",
             "supports_continuation": "true",
+            "version": model_version(app[SLOT].spec),
         }
     ]

@@ -4,7 +4,7 @@
 from elsewhere; its CSP allows exactly that page's script and style, by hash). ``GET
 /dashboard/feed.json``, polled every 2 s, and ``GET /admin/dashboard.json`` serve the feed:
 models with their backends by datacenter (breaker, ejection, quantization, open anomalies)
-and fallback state, plugins, and the detector's anomalies, actions and series
+and fallback state, plugins, rollouts (running and recent), and the detector's anomalies, actions and series
 (``?since=<unix ts>``: newer points only; default the last ``WINDOW_S``).
 
 Access: the admin key, as ``Authorization: Bearer <key>`` or as the password of HTTP Basic
@@ -231,7 +231,14 @@ def build_feed(request: web.Request, since: float, plugins: list[dict[str, Any]]
         "anomalies": anomalies,
         "actions": actions,
         "series": series,
+        "rollouts": _rollouts(request),
     }
+
+
+def _rollouts(request: web.Request) -> list[dict[str, Any]]:
+    """The running rollouts and the last finished ones (``GET /admin/rollouts``)."""
+    rollouts = request.app.get(keys.ROLLOUTS)
+    return [r.to_dict() for r in rollouts.all()[:10]] if rollouts is not None else []
 
 
 def _since(request: web.Request, now: float) -> float:

@@ -15,6 +15,7 @@ async def health(request: web.Request) -> web.Response:
     if slot.engine is not None:
         body["model"] = slot.engine.bundle.name
         body["quantization"] = slot.engine.bundle.quantization
+        body["path"] = slot.engine.bundle.spec.model_name_or_path
     if slot.error:
         body["error"] = slot.error
     return json_response(body, 200 if slot.state in ("ready", "swapping") else 503)
