@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); fi
-	$(PY) -m pip install -q -e '.[ml,speedups,test,kubernetes,keda,otel]'
+	$(PY) -m pip install -q -e '.[ml,speedups,test,kubernetes,keda,otel,bench]'
 	touch $@
 
 install: $(STAMP)

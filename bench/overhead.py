@@ -1,13 +1,20 @@
-"""How much the gateway adds to a request: the same workload direct and through it, interleaved.
+"""How much the gateway adds to a request, against the upstream direct and a bare aiohttp proxy.
 
-Three processes: a fast OpenAI-compatible upstream, the gateway (``switchgear serve``, one
-worker) and a load generator. For each scenario (non-streaming at concurrency 1, 16, 64;
-streaming with 32 chunks at 16) rounds alternate direct / through the gateway, so drift on a
-shared machine hits both alike. Printed per scenario and target: RPS, p50 and p99 latency,
-the gateway/direct ratio, and the gateway's CPU time per proxied request, read from
-/proc/<pid>/stat of the gateway process during its rounds only.
+Separate processes: a fast OpenAI-compatible upstream (uvloop when installed), the gateway
+(``switchgear serve``), the bare aiohttp pass-through of ``bench/bare_proxy.py`` (the floor an
+aiohttp gateway cannot go below), optionally the gateway with ``--workers N`` and the
+``asyncio.Protocol`` + httptools prototype of ``bench/protocol_proxy.py`` (``--floor``), and
+an aiohttp load generator. For each scenario (non-streaming at concurrency 1, 16, 64;
+streaming with 32 chunks at 16) rounds interleave the targets, so drift on a shared machine
+hits all alike. Printed per scenario and target: RPS, p50 and p99 latency, the server's CPU
+time per request (read from /proc of the serving process and its children during that
+target's rounds only; for ``direct`` it is the upstream's), and both as ratios against the
+bare pass-through, which are stable across machines where absolute figures are not. For the
+stream it prints switchgear's own CPU per chunk (its CPU per stream minus the bare proxy's,
+over 33 frames). The result goes to a JSON file and a PNG chart.
 
-    .venv/bin/python bench/overhead.py [--seconds 1.0] [--rounds 3]
+    .venv/bin/python bench/overhead.py [--quick] [--seconds 1.0] [--rounds 3] [--workers N]
+        [--floor] [--json PATH] [--png PATH]
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +41,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _loop() -> asyncio.AbstractEventLoop:
+def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
 
@@ -95,7 +101,7 @@ def run_upstream(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=_loop())
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=new_loop())
 
 
 # --- the load generator -------------------------------------------------------------------
@@ -126,7 +132,7 @@ async def _drive(url: str, concurrency: int, seconds: float, stream: bool) -> li
 
 
 def run_loadgen(conn: mp.connection.Connection) -> None:
-    loop = _loop()
+    loop = new_loop()
     while True:
         job = conn.recv()
         if job is None:
@@ -136,10 +142,32 @@ def run_loadgen(conn: mp.connection.Connection) -> None:
 
 # --- orchestration --------------------------------------------------------------------------
 
+SCENARIOS = [("c=1", 1, False), ("c=16", 16, False), ("c=64", 64, False), ("stream c=16", 16, True)]
+HERE = Path(__file__).resolve().parent
+
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    """utime + stime of ``pid`` and its live children (the workers of ``--workers N``)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for kid in map(int, kids):
+            out += [kid, *_children(kid)]
+    return out
 
 
 def wait_port(port: int, deadline_s: float = 30.0) -> None:
@@ -149,7 +177,7 @@ def wait_port(port: int, deadline_s: float = 30.0) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.05)  # a process starting up: nothing to poll but the port
     raise SystemExit(f"nothing listens on port {port}")
 
 
@@ -157,83 +185,177 @@ def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
+def _gateway(cfg: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "switchgear.cli", "--log-level", "WARNING", "serve"]
+    cmd += ["--config", str(cfg), "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(cmd)
+
+
+def _script(name: str, port: int, upstream: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(HERE / name), str(port), upstream])
+
+
+def start_targets(args: argparse.Namespace, up_port: int) -> dict[str, tuple[int, int]]:
+    """Start the servers; returns ``{target: (port, pid)}`` (``direct`` is the upstream)."""
+    cfg = Path(tempfile.mkdtemp()) / "gateway.yaml"
+    cfg.write_text(f'backends: [{{model: bench, url: "http://127.0.0.1:{up_port}/v1"}}]\n')
+    base = f"http://127.0.0.1:{up_port}"
+    procs: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+    port = free_port()
+    procs["switchgear"] = port, _gateway(cfg, port, 1)
+    port = free_port()
+    procs["bare aiohttp"] = port, _script("bare_proxy.py", port, base)
+    if args.workers > 1:
+        port = free_port()
+        procs[f"switchgear x{args.workers}"] = port, _gateway(cfg, port, args.workers)
+    if args.floor:
+        port = free_port()
+        procs["protocol+httptools"] = port, _script("protocol_proxy.py", port, base)
+    PROCS.extend(p for _, p in procs.values())
+    for port, _ in procs.values():
+        wait_port(port)
+    return {name: (port, p.pid) for name, (port, p) in procs.items()}
+
+
+PROCS: list[subprocess.Popen[bytes]] = []
+
+
+def measure(
+    args: argparse.Namespace, parent: mp.connection.Connection, targets: dict[str, tuple[int, int]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, conc, stream in SCENARIOS:
+        urls = {
+            t: f"http://127.0.0.1:{port}/v1/chat/completions" for t, (port, _) in targets.items()
+        }
+        for url in urls.values():  # warm-up: connections, caches
+            parent.send((url, conc, 0.2 if args.quick else 0.3, stream))
+            parent.recv()
+        lat = {t: [] for t in targets}  # type: dict[str, list[float]]
+        secs = dict.fromkeys(targets, 0.0)
+        cpu = dict.fromkeys(targets, 0.0)
+        order = list(targets)
+        for r in range(args.rounds):
+            for t in order[r % len(order) :] + order[: r % len(order)]:  # rotate who goes first
+                pid = targets[t][1]
+                c0, t0 = cpu_seconds(pid), time.perf_counter()
+                parent.send((urls[t], conc, args.seconds, stream))
+                got = parent.recv()
+                secs[t] += time.perf_counter() - t0
+                cpu[t] += cpu_seconds(pid) - c0
+                lat[t] += got
+        out[name] = {
+            t: {
+                "rps": len(lat[t]) / secs[t],
+                "p50_ms": pct(lat[t], 0.5),
+                "p99_ms": pct(lat[t], 0.99),
+                "cpu_ms_per_req": cpu[t] / len(lat[t]) * 1000,
+                "requests": len(lat[t]),
+            }
+            for t in targets
+        }
+        bare = out[name]["bare aiohttp"]
+        for row in out[name].values():
+            row["rps_vs_bare"] = row["rps"] / bare["rps"]
+            row["cpu_vs_bare"] = row["cpu_ms_per_req"] / bare["cpu_ms_per_req"]
+    return out
+
+
+def report(
+    args: argparse.Namespace, scenarios: dict[str, dict[str, dict[str, float]]]
+) -> dict[str, object]:
+    print(
+        f"{'scenario':<13}{'target':<20}{'RPS':>8}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'CPU/req':>10}{'RPS/bare':>10}{'CPU/bare':>10}"
+    )
+    for name, rows in scenarios.items():
+        for t, r in rows.items():
+            print(
+                f"{name:<13}{t:<20}{r['rps']:>8.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+                f"{r['cpu_ms_per_req']:>8.3f}ms{r['rps_vs_bare']:>9.2f}x{r['cpu_vs_bare']:>9.2f}x"
+            )
+    stream = scenarios["stream c=16"]
+    frames = CHUNKS + 1
+    per_chunk = {
+        t: (r["cpu_ms_per_req"] - stream["bare aiohttp"]["cpu_ms_per_req"]) * 1000 / frames
+        for t, r in stream.items()
+        if t != "direct"
+    }
+    print(f"stream, CPU per chunk above the bare proxy ({frames} frames): ", end="")
+    print(", ".join(f"{t} {us:.1f} us" for t, us in per_chunk.items()))
+    result: dict[str, object] = {
+        "machine": f"{os.cpu_count()} CPUs, {args.rounds} rounds of {args.seconds} s",
+        "targets": list(next(iter(scenarios.values()))),
+        "scenarios": scenarios,
+        "stream_chunks": CHUNKS,
+        "stream_cpu_us_per_chunk_above_bare": per_chunk,
+    }
+    if args.workers > 1:
+        multi = f"switchgear x{args.workers}"
+        scaling = {
+            name: {
+                "rps_vs_one_process": rows[multi]["rps"] / rows["switchgear"]["rps"],
+                "rps_per_gateway_core": rows[multi]["rps"] / args.workers,
+                "cpu_per_req_vs_one_process": rows[multi]["cpu_ms_per_req"]
+                / rows["switchgear"]["cpu_ms_per_req"],
+            }
+            for name, rows in scenarios.items()
+        }
+        for name, s in scaling.items():
+            print(
+                f"{name:<13}{multi}: {s['rps_vs_one_process']:.2f}x the RPS of one process, "
+                f"{s['rps_per_gateway_core']:.0f} RPS per gateway core, CPU/req "
+                f"{s['cpu_per_req_vs_one_process']:.2f}x one process's"
+            )
+        result["workers"] = scaling
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0, help="length of one round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per target and scenario")
+    ap.add_argument("--quick", action="store_true", help="CI-sized: 2 rounds of 0.4 s")
+    ap.add_argument("--workers", type=int, default=1, help="also run the gateway with N workers")
+    ap.add_argument("--floor", action="store_true", help="also run bench/protocol_proxy.py")
+    ap.add_argument("--json", type=Path, default=Path("artifacts/overhead.json"))
+    ap.add_argument("--png", type=Path, default=Path("artifacts/overhead.png"))
     args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 0.4, 2
 
     ctx = mp.get_context("spawn")
-    up_port, gw_port = free_port(), free_port()
+    up_port = free_port()
     upstream = ctx.Process(target=run_upstream, args=(up_port,), daemon=True)
     upstream.start()
-    cfg = Path(tempfile.mkdtemp()) / "gateway.yaml"
-    cfg.write_text(f'backends: [{{model: bench, url: "http://127.0.0.1:{up_port}/v1"}}]\n')
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "switchgear.cli",
-            "--log-level",
-            "WARNING",
-            "serve",
-            "--config",
-            str(cfg),
-            "--port",
-            str(gw_port),
-        ]
-    )
     parent, child = ctx.Pipe()
     loadgen = ctx.Process(target=run_loadgen, args=(child,), daemon=True)
     loadgen.start()
     try:
         wait_port(up_port)
-        wait_port(gw_port)
-        direct = f"http://127.0.0.1:{up_port}/v1/chat/completions"
-        proxied = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-        scenarios = [
-            ("c=1", 1, False),
-            ("c=16", 16, False),
-            ("c=64", 64, False),
-            ("stream c=16 x32", 16, True),
-        ]
-        print(
-            f"{'scenario':<18}{'target':<9}{'RPS':>8}{'p50 ms':>9}{'p99 ms':>9}{'p50 ratio':>11}"
-            f"{'gw CPU/req':>12}"
-        )
-        for name, conc, stream in scenarios:
-            for url in (direct, proxied):  # warm-up: connections, caches
-                parent.send((url, conc, 0.3, stream))
-                parent.recv()
-            lat: dict[str, list[float]] = {"direct": [], "gateway": []}
-            secs = {"direct": 0.0, "gateway": 0.0}
-            cpu = 0.0
-            for _ in range(args.rounds):
-                for target, url in (("direct", direct), ("gateway", proxied)):
-                    c0, t0 = cpu_seconds(gateway.pid), time.perf_counter()
-                    parent.send((url, conc, args.seconds, stream))
-                    got = parent.recv()
-                    secs[target] += time.perf_counter() - t0
-                    lat[target] += got
-                    if target == "gateway":
-                        cpu += cpu_seconds(gateway.pid) - c0
-            ratio = statistics.median(lat["gateway"]) / statistics.median(lat["direct"])
-            for target in ("direct", "gateway"):
-                v = lat[target]
-                per_req = f"{cpu / len(v) * 1000:.3f} ms" if target == "gateway" else ""
-                print(
-                    f"{name:<18}{target:<9}{len(v) / secs[target]:>8.0f}{pct(v, 0.5):>9.2f}{pct(v, 0.99):>9.2f}"
-                    f"{(f'{ratio:.2f}x' if target == 'gateway' else ''):>11}{per_req:>12}"
-                )
-            added = pct(lat["gateway"], 0.5) - pct(lat["direct"], 0.5)
-            print(f"{'':<18}added p50: {added:.2f} ms")
+        assert upstream.pid is not None
+        targets = {"direct": (up_port, upstream.pid), **start_targets(args, up_port)}
+        result = report(args, measure(args, parent, targets))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(orjson_dumps(result))
+        from chart import write_chart
+
+        write_chart(result, args.png)
+        print(f"wrote {args.json} and {args.png}")
         return 0
     finally:
         parent.send(None)
-        gateway.terminate()
-        gateway.wait(timeout=10)
+        for p in PROCS:
+            p.terminate()
+            p.wait(timeout=10)
         upstream.terminate()
         loadgen.join(timeout=5)
+
+
+def orjson_dumps(obj: object) -> bytes:
+    import orjson
+
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Literal
 
 import aiohttp
@@ -210,11 +211,16 @@ async def _pump(
 ) -> int:
     """Relay ``answer``'s chunks until its end; returns the chunks with choices relayed.
 
+    Chunks that are ready together (the next one decodes without waiting on the network)
+    go out in one write; whatever is pending is written before the relay waits for the
+    backend, and before this returns or raises, so nothing the client was due is held back.
     Upstream failures propagate with a ``tokens`` attribute; a client that went away
     raises :class:`_ClientGone`.
     """
     ctx, backend = answer.ctx, answer.backend
     rename = answer.model if answer.fallback_from is not None else None
+    rewrite = bool(pm.hook.rewrite_response.get_hookimpls())
+    out = _Batch(resp)
     tokens = 0
     chunk = answer.first
     answer.first = None  # a resumed answer must not replay it
@@ -224,21 +230,87 @@ async def _pump(
             if rename is not None and "model" in chunk:
                 chunk["model"] = rename
             chunk = transcript.adopt(chunk)
-            chunk = chain_sync(pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend)
-            try:
-                data = frames.chunk(chunk)
-                if data:
-                    await resp.write(data)
-            except ConnectionResetError:
-                raise _ClientGone(tokens) from None
+            if rewrite:
+                chunk = chain_sync(
+                    pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend
+                )
+            data = frames.chunk(chunk)
+            if data:
+                out.add(data)
             transcript.record(chunk)
-            chunk = await anext(answer.chunks, None)
+            chunk = await _FlushFirst(anext(answer.chunks, None), out.flush)
+        await out.flush()
+    except ConnectionResetError:
+        raise _ClientGone(tokens) from None
     except (_ClientGone, asyncio.CancelledError):
         raise
     except Exception as exc:
+        try:
+            await out.flush()
+        except ConnectionResetError:
+            raise _ClientGone(tokens) from None
         exc.tokens = tokens  # type: ignore[attr-defined]
         raise
     return tokens
+
+
+class _Batch:
+    """Frames relayed but not yet written to the client."""
+
+    __slots__ = ("resp", "parts")
+
+    def __init__(self, resp: web.StreamResponse) -> None:
+        self.resp, self.parts = resp, list[bytes]()
+
+    def add(self, frame: bytes) -> None:
+        self.parts.append(frame)
+
+    async def flush(self) -> None:
+        if self.parts:
+            data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            self.parts.clear()
+            await self.resp.write(data)
+
+
+class _FlushFirst:
+    """Await ``inner``; if it has to wait, ``flush()`` is awaited first.
+
+    The client gets every frame that was ready before the relay waits for the backend,
+    while frames that are ready together still go out in one write.
+    """
+
+    __slots__ = ("inner", "flush")
+
+    def __init__(self, inner: Awaitable[Any], flush: Callable[[], Awaitable[None]]) -> None:
+        self.inner, self.flush = inner, flush
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        it = self.inner.__await__()
+        try:
+            waiting = it.send(None)
+        except StopIteration as stop:
+            return stop.value  # ready without waiting: keep batching
+        try:
+            yield from self.flush().__await__()
+        except BaseException:
+            it.close()
+            raise
+        while True:  # the rest of ``yield from it``, resuming at the wait it started
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                it.close()
+                raise
+            except BaseException as exc:
+                try:
+                    waiting = it.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting = it.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def _stream_error(exc: BaseException, backend_id: str) -> tuple[APIError, str]:
