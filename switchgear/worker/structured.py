@@ -22,7 +22,10 @@ class Constraint:
     """The allowed next tokens after a token sequence (prompt included)."""
 
     def __init__(
-        self, tokenizer: Any, schema: dict[str, Any] | None, ends: set[int] = frozenset()
+        self,
+        tokenizer: Any,
+        schema: dict[str, Any] | None,
+        ends: frozenset[int] | set[int] = frozenset(),
     ) -> None:
         from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
@@ -61,7 +64,7 @@ def _table(tokenizer: Any) -> tuple[Any, frozenset[int]]:
             partial = frozenset(i for i in range(len(tokenizer)) if _banned(tokenizer.decode([i])))
             entry = (build_token_enforcer_tokenizer_data(tokenizer), partial)
             _tables[tokenizer] = entry
-        return entry  # type: ignore[no-any-return]
+        return entry
 
 
 def _banned(text: str) -> bool:

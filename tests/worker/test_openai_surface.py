@@ -15,7 +15,7 @@ import pytest
 from switchgear.worker.tiny import TinySpec
 from tests.worker.conftest import _build, worker_settings
 
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -28,7 +28,7 @@ WEATHER = {
         },
     },
 }
-SCHEMA = {
+SCHEMA: Any = {
     "type": "object",
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z]{1,6}$"},
@@ -38,7 +38,7 @@ SCHEMA = {
     "required": ["name", "ok", "size"],
     "additionalProperties": False,
 }
-HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
+HELLO: Any = [{"role": "user", "content": "Hello, how are you today?"}]
 
 
 def sdk(client: Any) -> openai.AsyncOpenAI:
