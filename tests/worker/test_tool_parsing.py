@@ -74,3 +74,32 @@ def test_call_schema_uses_the_formats_key() -> None:
     assert "parameters" in call_schema([tool], "llama3")["properties"]
     assert "arguments" in call_schema([tool], "json")["properties"]
     assert len(call_schema([tool, tool], "json")["anyOf"]) == 2
+
+
+def test_tiny_template_renders_tools_calls_and_results() -> None:
+    tok = build_tokenizer(600)
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    text = tok.apply_chat_template(
+        messages, tools=[tool], tokenize=False, add_generation_prompt=True
+    )
+    assert text.count("Be brief.") == 1 and '"name": "get_weather"' in text
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>' in text
+    assert "<|im_start|>tool\nsunny<|im_end|>" in text
+    content, calls = parse_tool_calls(text.split("<|im_start|>assistant\n")[1], "json")
+    assert calls[0].name == "get_weather" and args(calls[0]) == {"city": "Oslo"}
