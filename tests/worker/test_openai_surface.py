@@ -228,3 +228,27 @@ async def test_a_template_without_tools_refuses_tools(start_worker: Any, models_
             )
     assert err.value.body["param"] == "tools"  # type: ignore[index]
     assert err.value.body["code"] == "unsupported_parameter"  # type: ignore[index]
+
+
+async def test_logit_bias_and_penalties(oai: openai.AsyncOpenAI, client: Any) -> None:
+    from switchgear.worker.keys import SLOT
+
+    tok = client.app[SLOT].engine.bundle.tokenizer
+    token = tok("Hello", add_special_tokens=False)["input_ids"][0]
+    resp = await oai.completions.create(
+        model="tiny", prompt="The", max_tokens=4, temperature=0, logit_bias={str(token): 100}
+    )
+    assert resp.choices[0].text == tok.decode([token] * 4)
+    # penalties apply to generated tokens only: the first token is still the biased one
+    resp = await oai.completions.create(
+        model="tiny",
+        prompt="The",
+        max_tokens=3,
+        temperature=0,
+        logit_bias={str(token): 30},
+        frequency_penalty=2.0,
+        presence_penalty=2.0,
+        logprobs=0,
+    )
+    assert resp.choices[0].logprobs and resp.choices[0].logprobs.tokens
+    assert resp.choices[0].logprobs.tokens[0] == tok.decode([token])
