@@ -159,3 +159,17 @@ def call_schema(tools: list[dict[str, Any]], fmt: ToolFormat) -> dict[str, Any]:
             }
         )
     return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def template_takes_tools(tokenizer: Any) -> bool:
+    """Whether the chat template renders a tool list (the prompt differs with one)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return False
+    probe = [{"role": "user", "content": "hi"}]
+    tool = {"type": "function", "function": {"name": "probe", "parameters": {"type": "object"}}}
+    try:
+        with_tools = tokenizer.apply_chat_template(probe, tools=[tool], tokenize=False)
+        without = tokenizer.apply_chat_template(probe, tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that fails on tools cannot take them
+        return False
+    return bool(with_tools != without)

@@ -228,6 +228,13 @@ async def test_a_template_without_tools_refuses_tools(start_worker: Any, models_
             )
     assert err.value.body["param"] == "tools"  # type: ignore[index]
     assert err.value.body["code"] == "unsupported_parameter"  # type: ignore[index]
+    card = (await (await client.get("/v1/models")).json())["data"][0]["metadata"]
+    assert card["supports_tools"] is False
+
+
+async def test_model_card_advertises_tools(client: Any) -> None:
+    card = (await (await client.get("/v1/models")).json())["data"][0]["metadata"]
+    assert card["supports_tools"] is True and card["supports_json_output"] is True
 
 
 async def test_logit_bias_and_penalties(oai: openai.AsyncOpenAI, client: Any) -> None:
