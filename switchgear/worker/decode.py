@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from switchgear.worker.engine import GenEvent, new_generator
+from switchgear.worker.engine import GenEvent, TokenLogprob, new_generator
+from switchgear.worker.logits import process, token_logprob
 
 if TYPE_CHECKING:
     from switchgear.worker.engine import EngineMetrics, _Request
@@ -24,6 +25,7 @@ class _Row:
     sent: int = 0
     first_at: float | None = None
     finish: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 def eos_ids(bundle: ModelBundle) -> set[int]:
@@ -87,11 +89,20 @@ def _cache_device(past: Any) -> Any:
         return torch.device("cpu")
 
 
-def sample(logits: Any, row: _Row) -> int:
+def sample(logits: Any, row: _Row, bundle: ModelBundle | None = None) -> int:
+    """The next token of ``row``; with ``logprobs`` asked, its log-probability is recorded."""
+    p = row.req.params
+    logits = process(logits.float().cpu(), p, row.req.prompt_ids, row.ids)
+    token = _draw(logits, row)
+    if p.logprobs is not None and bundle is not None:
+        row.logprobs.append(token_logprob(bundle, logits, token, p.logprobs))
+    return token
+
+
+def _draw(logits: Any, row: _Row) -> int:
     import torch
 
     p = row.req.params
-    logits = logits.float().cpu()
     if p.temperature <= 1e-5:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits / p.temperature, dim=-1)
@@ -109,6 +120,7 @@ def _advance(bundle: ModelBundle, row: _Row, token: int, eos: set[int]) -> GenEv
     p = row.req.params
     if token in eos:
         row.finish = "stop"
+        del row.logprobs[-1:]  # the end token is not part of the answer
     else:
         row.ids.append(token)
         if len(row.ids) >= row.limit:
@@ -126,9 +138,12 @@ def _advance(bundle: ModelBundle, row: _Row, token: int, eos: set[int]) -> GenEv
             end = min(end, len(text) - max(len(s) for s in p.stop) + 1)
     delta = text[row.sent : max(end, row.sent)] if row.finish is None else text[row.sent :]
     row.sent += len(delta)
+    if row.finish is None and not delta:
+        return None
+    lps, row.logprobs = tuple(row.logprobs), []
     if row.finish is not None:
-        return GenEvent(delta, row.finish, len(row.req.prompt_ids), len(row.ids))
-    return GenEvent(delta) if delta else None
+        return GenEvent(delta, row.finish, len(row.req.prompt_ids), len(row.ids), lps)
+    return GenEvent(delta, logprobs=lps)
 
 
 @dataclass(eq=False)
@@ -170,7 +185,7 @@ def _sample_group(bundle: ModelBundle, group: _Group, eos: set[int], metrics: En
             metrics.observe_cancel()
             group.next_tokens.append(0)
             continue
-        token = sample(group.logits[i], row)
+        token = sample(group.logits[i], row, bundle)
         group.next_tokens.append(token)
         tokens += 1
         if row.first_at is None:

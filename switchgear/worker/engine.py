@@ -40,6 +40,20 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: off; k: the chosen token's and the k most likely
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    constraint: Any = None  # a :class:`switchgear.worker.structured.Constraint`
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One sampled token: its text, log-probability and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,7 @@ class GenEvent:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 class EngineMetrics(Protocol):
@@ -73,13 +88,14 @@ class _Request:
     prompt_ids: list[int]
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[GenEvent | BaseException]
+    queue: asyncio.Queue[tuple[int, GenEvent | BaseException]]
+    index: int = 0
     created: float = field(default_factory=time.perf_counter)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def emit(self, item: GenEvent | BaseException) -> None:
         if not self.cancelled.is_set():
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (self.index, item))
 
 
 @dataclass(eq=False)
@@ -127,19 +143,30 @@ class Engine:
         self, prompt_ids: list[int], params: SamplingParams
     ) -> AsyncGenerator[GenEvent, None]:
         """Stream events for one request; closing the iterator early cancels the request."""
+        async for _, ev in self.generate_many(prompt_ids, [params]):
+            yield ev
+
+    async def generate_many(
+        self, prompt_ids: list[int], params: list[SamplingParams]
+    ) -> AsyncGenerator[tuple[int, GenEvent], None]:
+        """``(choice index, event)`` for one prompt sampled once per ``params``; the choices
+        are queued together, so they are decoded in one batch (up to ``max_batch_size``)."""
         loop = asyncio.get_running_loop()
-        req = _Request(list(prompt_ids), params, loop, asyncio.Queue())
-        self._submit(req)
+        queue: asyncio.Queue[tuple[int, GenEvent | BaseException]] = asyncio.Queue()
+        reqs = [_Request(list(prompt_ids), p, loop, queue, i) for i, p in enumerate(params)]
+        self._submit(*reqs)
+        open_ = len(reqs)
         try:
-            while True:
-                item = await req.queue.get()
+            while open_:
+                index, item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                yield index, item
                 if item.finish_reason is not None:
-                    return
+                    open_ -= 1
         finally:
-            req.cancelled.set()
+            for req in reqs:
+                req.cancelled.set()
 
     async def run(self, fn: Callable[[ModelBundle], Any]) -> Any:
         """Run ``fn(bundle)`` on the engine thread between batches; returns its result."""
@@ -156,11 +183,11 @@ class Engine:
             raise EngineClosed(f"engine for {self.bundle.name} is closed") from None
         return await job
 
-    def _submit(self, item: _Request | _Job) -> None:
+    def _submit(self, *items: _Request | _Job) -> None:
         with self._cond:
             if not self._accepting:
                 raise EngineClosed(f"engine for {self.bundle.name} is closed")
-            self._pending.append(item)
+            self._pending.extend(items)
             self.metrics.set_queue_depth(len(self._pending))
             self._cond.notify_all()
 

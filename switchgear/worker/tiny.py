@@ -27,9 +27,28 @@ Format = Literal["safetensors", "bin", "pt", "onnx"]
 TokenizerKind = Literal["mixed", "english"]
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
-CHAT_TEMPLATE = (
+# ChatML, without tools (kept for models whose template cannot take tools).
+PLAIN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# ChatML with tools: the tool list in a system turn, calls as JSON in <tool_call> tags,
+# results in "tool" turns (the generic JSON form of switchgear.worker.tools).
+CHAT_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\n"
+    "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n"
+    "{% endif %}# Tools\nYou may call one or more of these functions:\n<tools>\n"
+    "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
+    'For each call, answer <tool_call>{"name": <name>, "arguments": <object>}</tool_call>'
+    "<|im_end|>\n{% endif -%}"
+    "{% for message in messages %}"
+    "{% if not (tools and loop.first and message['role'] == 'system') %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] %}{{ message['content'] }}"
+    "{% endif %}{% for call in message.get('tool_calls') or [] %}"
+    '<tool_call>{"name": {{ call.function.name | tojson }}, "arguments": '
+    "{{ call.function.arguments }}}</tool_call>{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 CONTEXT_LENGTH = 512
@@ -76,9 +95,12 @@ class TinySpec:
     vocab: int = 1024
     fmt: Format = "safetensors"
     tokenizer: TokenizerKind = "mixed"
+    tools: bool = True  # False: the plain ChatML template, which cannot take tools
 
 
-def build_tokenizer(vocab: int, kind: TokenizerKind = "mixed") -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    vocab: int, kind: TokenizerKind = "mixed", tools: bool = True
+) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -103,7 +125,7 @@ def build_tokenizer(vocab: int, kind: TokenizerKind = "mixed") -> PreTrainedToke
         model_max_length=CONTEXT_LENGTH,
         model_input_names=["input_ids", "attention_mask"],
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = CHAT_TEMPLATE if tools else PLAIN_CHAT_TEMPLATE
     return fast
 
 
@@ -163,7 +185,7 @@ def make_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(spec.vocab, spec.tokenizer)
+    tokenizer = build_tokenizer(spec.vocab, spec.tokenizer, spec.tools)
     model = build_model(spec, tokenizer)
     if spec.fmt == "safetensors":
         model.save_pretrained(out)

@@ -7,6 +7,7 @@ import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -15,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from switchgear.bodies import read_json_object
 from switchgear.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
-from switchgear.worker.engine import EngineClosed, GenEvent, SamplingParams
+from switchgear.worker.engine import EngineClosed, GenEvent, SamplingParams, TokenLogprob
 from switchgear.worker.keys import SETTINGS, SLOT
+from switchgear.worker.views.params import logit_bias, refuse_unknown
 
 _INLINE_BYTES = 64 * 1024
 _PREFIX_CHARS_PER_TOKEN = 16  # how much text :func:`encode` samples per token of context
@@ -25,9 +27,10 @@ _CHUNK = 1000
 
 
 class GenerationBody(BaseModel):
-    """Fields common to chat and text completions (unknown OpenAI fields are ignored)."""
+    """Fields common to chat and text completions; any other field is refused
+    (:func:`switchgear.worker.views.params.refuse_unknown`)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -38,8 +41,11 @@ class GenerationBody(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=16)
     user: str | None = None
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
 
 
 async def parse(request: web.Request, model: type[BaseModel]) -> Any:
@@ -52,8 +58,11 @@ async def parse(request: web.Request, model: type[BaseModel]) -> Any:
     data = await read_json_object(request, request.app[SETTINGS].limits.max_body_bytes)
     size = request.content_length
     if size is not None and size <= _INLINE_BYTES:
-        return _validate(model, data)
-    return await asyncio.to_thread(_validate, model, data)
+        body = _validate(model, data)
+    else:
+        body = await asyncio.to_thread(_validate, model, data)
+    refuse_unknown(body)
+    return body
 
 
 def _validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
@@ -128,10 +137,13 @@ def check_model(request: web.Request, name: str | None, served: str) -> None:
 
 
 def sampling(
-    request: web.Request, body: GenerationBody, prompt_len: int, context: int, param: str
+    request: web.Request,
+    body: GenerationBody,
+    prompt_len: int,
+    context: int,
+    param: str,
+    vocab: int = 0,
 ) -> SamplingParams:
-    if body.n != 1:
-        raise InvalidRequest("only n=1 is supported", param="n")
     if prompt_len >= context:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {context} tokens; your prompt has {prompt_len} tokens.",
@@ -154,17 +166,21 @@ def sampling(
         top_p=body.top_p,
         seed=body.seed,
         stop=stop,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        logit_bias=logit_bias(body.logit_bias, vocab),
     )
 
 
 async def events(
-    request: web.Request, ids: list[int], params: SamplingParams
-) -> AsyncIterator[GenEvent]:
-    """Generate on the current engine; a request that meets a closing engine moves to the new one."""
+    request: web.Request, ids: list[int], params: list[SamplingParams]
+) -> AsyncIterator[tuple[int, GenEvent]]:
+    """``(choice, event)`` generated on the current engine, one choice per ``params``; a
+    request that meets a closing engine moves to the new one."""
     slot = request.app[SLOT]
     for _ in range(3):
         engine = await slot.current()
-        gen = engine.generate(ids, params)
+        gen = engine.generate_many(ids, params)
         try:
             first = await gen.__anext__()
         except EngineClosed:
@@ -192,15 +208,34 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
+@dataclass(eq=False)
+class Choice:
+    """One generated choice, collected."""
+
+    parts: list[str] = field(default_factory=list)
+    finish_reason: str = "stop"
+    completion_tokens: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 async def collect(
-    request: web.Request, ids: list[int], params: SamplingParams
-) -> tuple[str, GenEvent]:
-    parts: list[str] = []
-    last = GenEvent("", "stop", len(ids), 0)
-    async for ev in events(request, ids, params):
-        parts.append(ev.text)
-        last = ev
-    return "".join(parts), last
+    request: web.Request, ids: list[int], params: list[SamplingParams]
+) -> tuple[list[Choice], dict[str, int]]:
+    """Every choice to its end, and the request's usage (the prompt counted once)."""
+    choices = [Choice() for _ in params]
+    prompt = len(ids)
+    async for i, ev in events(request, ids, params):
+        c = choices[i]
+        c.parts.append(ev.text)
+        c.logprobs.extend(ev.logprobs)
+        if ev.finish_reason is not None:
+            c.finish_reason, c.completion_tokens = ev.finish_reason, ev.completion_tokens
+            prompt = ev.prompt_tokens
+    return choices, usage(prompt, sum(c.completion_tokens for c in choices))
 
 
 async def stream_sse(

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from switchgear.worker.keys import SLOT
+from switchgear.worker.tools import template_takes_tools
 from switchgear.worker.views.common import json_response
 
 
@@ -26,6 +27,9 @@ def model_card(bundle: Any, created: int = 0) -> dict[str, Any]:
             "path": str(bundle.spec.model_name_or_path),
             # the chat endpoint accepts continue_final_message: gateways may resume here
             "supports_continuation": True,
+            # tools through the chat template; response_format json_object / json_schema
+            "supports_tools": template_takes_tools(getattr(bundle, "tokenizer", None)),
+            "supports_json_output": True,
         },
     }
 
