@@ -1,6 +1,6 @@
 """The ``latency`` gate: is the candidate slower than the current model, with confidence?
 
-Both models run a forward pass over the same probes in interleaved rounds (current then
+Both models run forward passes over the same probes in interleaved rounds (current then
 candidate, candidate then current, alternating), so a noisy neighbour, a frequency change
 or the serving traffic slows both sides of a round alike. A round's figure is the time of
 its forward passes over every probe. The statistic is the ratio of the candidate's median
@@ -17,6 +17,7 @@ rounds measured before the drain are compared, unpaired, with the candidate's.
 
 from __future__ import annotations
 
+import math
 import time
 from functools import partial
 from typing import Any
@@ -24,39 +25,52 @@ from typing import Any
 from switchgear.worker.gates.base import GateResult, Subject, SwapContext, probe_ids
 from switchgear.worker.loading import ModelBundle
 
+#: A round repeats its probes until the current model's warm-up round would last this long,
+#: so that one preemption by a neighbour (a scheduler slice is milliseconds) is a small part
+#: of a round rather than all of it: a tiny model's single pass is under a millisecond.
+MIN_ROUND_S = 0.02
 
-def _round(bundle: ModelBundle, ids: list[list[int]]) -> float:
+
+def _round(bundle: ModelBundle, ids: list[list[int]], reps: int = 1) -> float:
     from switchgear.worker.decode import prompt_logits
 
     started = time.perf_counter()
-    for p in ids:
-        prompt_logits(bundle, [p])
+    for _ in range(reps):
+        for p in ids:
+            prompt_logits(bundle, [p])
     return time.perf_counter() - started
+
+
+def _reps(bundle: ModelBundle, ids: list[list[int]]) -> int:
+    """Repeats per round for ``bundle`` (after its warm-up pass) to last ``MIN_ROUND_S``."""
+    return max(1, min(1000, math.ceil(MIN_ROUND_S / max(_round(bundle, ids), 1e-6))))
 
 
 def solo_rounds(bundle: ModelBundle, probes: list[str], rounds: int) -> list[float]:
     """Round times of one model alone (the current model, before a drain unloads it)."""
     ids = probe_ids(bundle.tokenizer, probes)
     _round(bundle, ids)
-    return [_round(bundle, ids) for _ in range(rounds)]
+    reps = _reps(bundle, ids)
+    return [_round(bundle, ids, reps) / reps for _ in range(rounds)]
 
 
 def ab_rounds(
     a: ModelBundle, b: ModelBundle, probes: list[str], rounds: int, first: int = 0
 ) -> list[tuple[float, float]]:
-    """(current, candidate) time of each interleaved round; the order alternates per round."""
+    """(current, candidate) time per probe pass of each interleaved round; the order
+    alternates per round, and both sides repeat their probes as often (see ``MIN_ROUND_S``)."""
     ia, ib = probe_ids(a.tokenizer, probes), probe_ids(b.tokenizer, probes)
-    if first == 0:
-        _round(a, ia), _round(b, ib)  # warm up
+    _round(a, ia), _round(b, ib)  # warm up
+    reps = _reps(a, ia)
     out = []
     for r in range(first, first + rounds):
         if r % 2:
-            tb = _round(b, ib)
-            ta = _round(a, ia)
+            tb = _round(b, ib, reps)
+            ta = _round(a, ia, reps)
         else:
-            ta = _round(a, ia)
-            tb = _round(b, ib)
-        out.append((ta, tb))
+            ta = _round(a, ia, reps)
+            tb = _round(b, ib, reps)
+        out.append((ta / reps, tb / reps))
     return out
 
 
@@ -92,6 +106,11 @@ def latency_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> Gate
         return GateResult("latency", True, "no current model to compare against")
     a: list[float] = []
     b: list[float] = []
+    # A refusal is final only over enough rounds for the bootstrap to mean something: four
+    # rounds of which a neighbour hit three on the candidate's side once bounded a same-size
+    # model at 1.36x. Passing may be decided sooner (the cost of a wrong pass is bounded by
+    # the tolerance; a wrong refusal blocks a good model).
+    min_refuse = min(g.latency_max_rounds, max(2 * g.latency_repeats, 12))
     while True:
         step = min(g.latency_repeats, g.latency_max_rounds - len(b))
         if paired:
@@ -106,7 +125,8 @@ def latency_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> Gate
         )
         # decided either way, or out of rounds; and a candidate whose median is not above the
         # current's is not measured further (more rounds would have to reverse the estimate)
-        if lo > limit or hi <= limit or ratio <= 1.0 or len(b) >= g.latency_max_rounds:
+        decided = (lo > limit and len(b) >= min_refuse) or hi <= limit or ratio <= 1.0
+        if decided or len(b) >= g.latency_max_rounds:
             break
     refused = lo > limit
     conf = f"{g.latency_confidence:.0%}"
