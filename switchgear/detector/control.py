@@ -19,6 +19,10 @@ class GatewayControl(Protocol):
         """The backends of ``model`` known now, ejected ones included."""
         ...
 
+    def has_fallback(self, model: str) -> bool:
+        """Whether ``model`` has a fallback chain to send its traffic to."""
+        ...
+
     async def eject(self, backend_id: str, reason: str) -> None:
         """Take a backend out of rotation (load balancing skips it) until readmitted."""
         ...

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from switchgear.detector.control import GatewayControl
+from switchgear.detector.outliers import OutlierJudge
 from switchgear.settings.detector import PolicySettings, ScalingSettings
 from switchgear.types import Action, AnomalyEvent
 
@@ -68,6 +69,7 @@ class Policy:
         self.open_events: dict[str, AnomalyEvent] = {}  # backend id -> ejecting event
         self.fallback_active: set[str] = set()
         self.scalers: dict[str, Autoscaler] = {}
+        self.judge = OutlierJudge(self.settings.outliers)
 
     def _record(
         self,
@@ -103,7 +105,7 @@ class Policy:
         assert backend_id is not None
         out: list[Action] = []
         self.open_events[backend_id] = event
-        if backend_id not in self.ejected:
+        if backend_id not in self.ejected and self._may_eject(model, control):
             reason = f"{event.metric} anomaly (score {event.score:.2f})"
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model or ""
@@ -115,6 +117,47 @@ class Policy:
                 self.fallback_active.add(model)
                 out.append(self._record("fallback", model, "all backends ejected", event))
         return out
+
+    def _may_eject(self, model: str | None, control: GatewayControl) -> bool:
+        """The guards for a model without a fallback chain: at most ``max_ejection_percent``
+        of its replicas (at least one), and never the last admitted one. (With a chain,
+        ejecting every replica falls the model back.)"""
+        if not model or control.has_fallback(model):
+            return True
+        ids = [b.id for b in control.backends(model)]
+        out = sum(1 for b in ids if b in self.ejected)
+        cap = max(1, int(len(ids) * self.settings.outliers.max_ejection_percent / 100))
+        return out < cap and len(ids) - out > 1
+
+    async def outliers(
+        self, model: str, control: GatewayControl, now: float
+    ) -> tuple[list[Action], list[str]]:
+        """Apply the outlier rule to ``model``: the actions taken and the replicas that
+        need a probe request (too few samples to judge)."""
+        out: list[Action] = []
+        ids = [b.id for b in control.backends(model)]
+        ejected = {b for b in ids if b in self.ejected}
+        d = self.judge.decide(
+            ids, ejected, control.has_fallback(model), model in self.fallback_active, now
+        )
+        for backend_id, reason in d.eject:
+            await control.eject(backend_id, reason)
+            self.ejected[backend_id] = model
+            out.append(self._record("eject", backend_id, reason))
+        for backend_id in d.readmit:
+            if backend_id not in self.open_events and await control.probe(backend_id):
+                self.ejected.pop(backend_id, None)
+                await control.readmit(backend_id)
+                out.append(self._record("readmit", backend_id, "latency and errors healthy"))
+        if d.fallback is True:
+            await control.set_fallback(model, True)
+            self.fallback_active.add(model)
+            out.append(self._record("fallback", model, "every replica slow or failing"))
+        elif d.fallback is False:
+            await control.set_fallback(model, False)
+            self.fallback_active.discard(model)
+            out.append(self._record("restore", model, "a replica is healthy again"))
+        return out, d.probe
 
     async def _recovered(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
         assert event.backend_id is not None

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import statistics
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
@@ -30,11 +31,12 @@ from switchgear.detector.control import GatewayControl
 from switchgear.detector.engine import DetectorEngine
 from switchgear.detector.events import SeriesKey
 from switchgear.detector.policy import Policy
+from switchgear.detector.probes import Prober
 from switchgear.detector.report import DetectorMetrics
 from switchgear.detector.scrape import scrape_loop
 from switchgear.plugins.manager import call_hook
 from switchgear.settings.detector import DetectorSettings
-from switchgear.types import Action, AnomalyEvent, Backend
+from switchgear.types import Action, AnomalyEvent, Backend, Observation
 
 log = logging.getLogger("switchgear.detector")
 
@@ -95,6 +97,16 @@ class DetectorService:
         self._tasks: list[asyncio.Task[None]] = []
         #: In a fleet only the leader's detector acts (``state.leader``); the others observe.
         self.leader = leader
+        self.prober = Prober(session, settings.policy.outliers, self._probed)
+
+    def observe(self, obs: Observation) -> None:
+        """One finished upstream attempt: into the series and the outlier rule."""
+        self.engine.observe(obs)
+        self._probed(obs)
+
+    def _probed(self, obs: Observation) -> None:
+        flagged = obs.backend_id in self.policy.ejected or obs.model in self.policy.fallback_active
+        self.policy.judge.observe(obs, flagged=flagged)
 
     def leads(self) -> bool:
         return self.leader is None or self.leader()
@@ -160,6 +172,8 @@ class DetectorService:
                 if loop.time() >= next_probe:
                     next_probe = loop.time() + self.settings.policy.probe_interval_s
                     self.record(await self.policy.reprobe(self.control))
+                if self.settings.policy.outliers.enabled:
+                    await self._outliers(loop.time())
                 if self.settings.policy.scaling.enabled:
                     for model in sorted({b.model for b in self._targets()}):
                         rps = self.model_rps(model)
@@ -169,6 +183,16 @@ class DetectorService:
                                     model, rps, self.control, resolution_s=res
                                 )
                             )
+
+    async def _outliers(self, _: float) -> None:
+        now = time.time()
+        by_id = {b.id: b for b in self._targets()}
+        for model in sorted({b.model for b in by_id.values()}):
+            actions, probe = await self.policy.outliers(model, self.control, now)
+            self.record(actions)
+            for backend_id in probe:
+                if backend_id in by_id:
+                    self.prober.probe(by_id[backend_id])
 
     def _targets(self) -> Iterable[Backend]:
         return self.targets()
@@ -210,4 +234,5 @@ class DetectorService:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
+            await self.prober.aclose()
             await self.engine.aclose()

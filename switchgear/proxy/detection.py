@@ -65,6 +65,9 @@ class Gateway:
     def _backend(self, backend_id: str) -> Backend | None:
         return next((b for b in self.registry.all_backends() if b.id == backend_id), None)
 
+    def has_fallback(self, model: str) -> bool:
+        return bool(self.policies.get(model).fallback)
+
     async def eject(self, backend_id: str, reason: str) -> None:
         self.state.eject(backend_id, f"detector: {reason}")
 
@@ -157,13 +160,13 @@ def setup_detection(app: web.Application) -> None:
             leader=app[keys.FLEET].is_leader,
         )
         observers = app[keys.OBSERVERS]
-        observers.append(service.engine.observe)
+        observers.append(service.observe)
         app[keys.DETECTOR] = service
         try:
             async with service.running():
                 yield
         finally:
-            observers.remove(service.engine.observe)
+            observers.remove(service.observe)
             await session.close()
 
     app.cleanup_ctx.append(detection)

@@ -51,9 +51,33 @@ class ScalingSettings(Section):
     cooldown_s: float = Field(120.0, ge=0)
 
 
+class OutlierSettings(Section):
+    """Replicas of a model judged against each other and their own past (docs/detector.md)."""
+
+    enabled: bool = True
+    window_s: float = Field(10.0, gt=0)
+    #: Requests in the window before a replica is judged; below it, probes top it up.
+    min_samples: int = Field(4, ge=1)
+    latency_ratio: float = Field(2.0, gt=1)
+    self_ratio: float = Field(2.5, gt=1)
+    #: Latency differences below this are never slow (noise of very fast replicas).
+    min_excess_s: float = Field(0.05, ge=0)
+    #: Healthy samples of a replica before its own past is used as a reference.
+    reference_samples: int = Field(50, ge=1)
+    error_rate: float = Field(0.15, gt=0, le=1)
+    min_errors: int = Field(2, ge=1)
+    consecutive: int = Field(2, ge=1)
+    max_ejection_percent: float = Field(50.0, ge=0, le=100)
+    probe_interval_s: float = Field(1.0, gt=0)
+    probe_timeout_s: float = Field(5.0, gt=0)
+
+
 class PolicySettings(Section):
-    eject_metrics: list[str] = Field(default_factory=lambda: ["latency_p95", "ttft", "error_rate"])
+    #: Metrics whose hysteresis events eject a backend. Empty by default: replicas are
+    #: ejected by the outlier rule (``outliers``); the events are shown, not acted on.
+    eject_metrics: list[str] = Field(default_factory=list)
     memory_metrics: list[str] = Field(default_factory=lambda: ["memory_rss", "gpu_allocated"])
+    outliers: OutlierSettings = Field(default_factory=OutlierSettings)
     probe_interval_s: float = Field(10.0, gt=0)
     #: A probe (GET ``/health``, then the backend's ``/models``) slower than this fails, so a
     #: backend that is still slow stays ejected.

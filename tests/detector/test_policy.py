@@ -22,6 +22,9 @@ class FakeGateway:
             Backend(id=b, model=model, url=f"http://{b}/v1") for b in self.models.get(model, [])
         ]
 
+    def has_fallback(self, model: str) -> bool:
+        return model == "m"
+
     async def eject(self, backend_id: str, reason: str) -> None:
         self.calls.append(("eject", backend_id))
 
@@ -44,6 +47,9 @@ class FakeGateway:
         return ScaleResult(model, replicas)
 
 
+EJECTING = PolicySettings(eject_metrics=["latency_p95", "ttft", "error_rate"])
+
+
 def event(backend: str, metric: str = "latency_p95", model: str = "m") -> AnomalyEvent:
     return AnomalyEvent(
         id=f"e-{backend}-{metric}",
@@ -62,7 +68,7 @@ def closed(e: AnomalyEvent) -> AnomalyEvent:
 async def test_latency_anomaly_ejects_then_readmits_when_healthy() -> None:
     gw = FakeGateway({"m": ["a", "b"]})
     assert isinstance(gw, GatewayControl)
-    policy = Policy()
+    policy = Policy(EJECTING)
     e = event("a")
     actions = await policy.handle(e, gw)
     assert [a.kind for a in actions] == ["eject"] and actions[0].event_id == e.id
@@ -77,7 +83,7 @@ async def test_latency_anomaly_ejects_then_readmits_when_healthy() -> None:
 
 async def test_all_backends_ejected_falls_back_and_recovery_restores() -> None:
     gw = FakeGateway({"m": ["a", "b"]})
-    policy = Policy()
+    policy = Policy(EJECTING)
     await policy.handle(event("a", "ttft"), gw)
     actions = await policy.handle(event("b", "error_rate"), gw)
     assert [a.kind for a in actions] == ["eject", "fallback"]
@@ -99,7 +105,7 @@ async def test_memory_growth_restarts_and_scales_out_a_single_replica_first() ->
 
 async def test_other_metrics_and_closed_memory_events_do_nothing() -> None:
     gw = FakeGateway({"m": ["a"]})
-    policy = Policy()
+    policy = Policy(EJECTING)
     assert await policy.handle(event("a", "queue_depth"), gw) == []
     assert await policy.handle(closed(event("a", "memory_rss")), gw) == []
     assert gw.calls == []
