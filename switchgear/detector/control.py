@@ -39,8 +39,8 @@ class GatewayControl(Protocol):
         """Route ``model``'s traffic along its fallback chain (active) or back to it."""
         ...
 
-    async def restart(self, backend_id: str) -> None:
-        """Drain a worker backend and restart it."""
+    async def restart(self, backend_id: str) -> bool:
+        """Restart a backend; False when nothing could restart it."""
         ...
 
     async def scale(self, model: str, replicas: int) -> ScaleResult | None:

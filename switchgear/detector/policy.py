@@ -4,8 +4,8 @@
   backend is probed and readmitted if healthy (:meth:`Policy.reprobe` retries the rest).
 - When every backend of a model is ejected, the model falls back along its chain; the
   first readmitted backend restores it.
-- A memory anomaly (leak or trend) on a worker restarts it, scaling out first when it is
-  the only replica.
+- A memory anomaly (leak or trend) on a worker restarts it; a backend the gateway cannot
+  restart gets an ``alert`` action instead. Memory never scales.
 - :class:`Autoscaler` turns a requests/s history into a replica count (Holt forecast over a
   horizon against per-replica capacity; sustained idle scales in), bounded and cooled down.
 Every action is recorded for ``/admin/actions``.
@@ -70,6 +70,8 @@ class Policy:
         self.fallback_active: set[str] = set()
         self.scalers: dict[str, Autoscaler] = {}
         self.judge = OutlierJudge(self.settings.outliers)
+        #: ejected by the outlier rule: readmitted by it, not by :meth:`reprobe`
+        self.outlier_ejected: set[str] = set()
 
     def _record(
         self,
@@ -143,10 +145,12 @@ class Policy:
         for backend_id, reason in d.eject:
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model
+            self.outlier_ejected.add(backend_id)
             out.append(self._record("eject", backend_id, reason))
         for backend_id in d.readmit:
             if backend_id not in self.open_events and await control.probe(backend_id):
                 self.ejected.pop(backend_id, None)
+                self.outlier_ejected.discard(backend_id)
                 await control.readmit(backend_id)
                 out.append(self._record("readmit", backend_id, "latency and errors healthy"))
         if d.fallback is True:
@@ -169,6 +173,8 @@ class Policy:
     ) -> list[Action]:
         if backend_id not in self.ejected or backend_id in self.open_events:
             return []
+        if backend_id in self.outlier_ejected:
+            return []
         if not await control.probe(backend_id):
             return []
         model = self.ejected.pop(backend_id)
@@ -188,25 +194,14 @@ class Policy:
         return out
 
     async def _restart(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
-        backend_id, model = event.backend_id, event.model
+        """Restart the backend; one the gateway cannot restart gets an alert instead.
+        Memory never scales (scaling follows requests/s only)."""
+        backend_id = event.backend_id
         assert backend_id is not None
-        out: list[Action] = []
         reason = f"{event.metric} growth (score {event.score:.2f})"
-        replicas = len(control.backends(model)) if model else 0
-        if model and replicas <= 1:
-            result = await control.scale(model, replicas + 1)
-            out.append(
-                self._record(
-                    "scale_up",
-                    model,
-                    "scale out before restarting the only replica",
-                    event,
-                    replicas=result.replicas if result else None,
-                )
-            )
-        await control.restart(backend_id)
-        out.append(self._record("restart", backend_id, reason, event))
-        return out
+        if await control.restart(backend_id):
+            return [self._record("restart", backend_id, reason, event)]
+        return [self._record("alert", backend_id, f"{reason}; cannot restart it", event)]
 
     async def autoscale(
         self,

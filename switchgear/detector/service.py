@@ -95,6 +95,7 @@ class DetectorService:
         self._lock = asyncio.Lock()
         self._worse = set(settings.policy.eject_metrics) | set(settings.policy.memory_metrics)
         self._tasks: list[asyncio.Task[None]] = []
+        self._hooks: set[asyncio.Task[None]] = set()
         #: In a fleet only the leader's detector acts (``state.leader``); the others observe.
         self.leader = leader
         self.prober = Prober(session, settings.policy.outliers, self._probed)
@@ -143,6 +144,21 @@ class DetectorService:
             self.metrics.on_actions(done)
         for a in done:
             log.warning("detector action %s %s: %s", a.kind, a.target, a.reason)
+            if a.kind == "alert" and self.settings.alert_webhook:
+                task = asyncio.create_task(self._webhook(a, self.settings.alert_webhook))
+                self._hooks.add(task)
+                task.add_done_callback(self._hooks.discard)
+
+    async def _webhook(self, action: Action, url: str) -> None:
+        body = {"kind": action.kind, "target": action.target, "reason": action.reason,
+                "event_id": action.event_id, "ts": action.ts}  # fmt: skip
+        try:
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with self.session.post(url, json=body, timeout=timeout) as resp:
+                if resp.status >= 300:
+                    log.warning("alert webhook answered HTTP %s", resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("alert webhook failed: %r", exc)
 
     async def _act(self) -> None:
         while True:

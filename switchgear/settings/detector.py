@@ -61,12 +61,12 @@ class OutlierSettings(Section):
     latency_ratio: float = Field(2.0, gt=1)
     self_ratio: float = Field(2.5, gt=1)
     #: Latency differences below this are never slow (noise of very fast replicas).
-    min_excess_s: float = Field(0.05, ge=0)
+    min_excess_s: float = Field(0.1, ge=0)
     #: Healthy samples of a replica before its own past is used as a reference.
     reference_samples: int = Field(50, ge=1)
     error_rate: float = Field(0.15, gt=0, le=1)
     min_errors: int = Field(2, ge=1)
-    consecutive: int = Field(2, ge=1)
+    consecutive: int = Field(3, ge=1)
     max_ejection_percent: float = Field(50.0, ge=0, le=100)
     probe_interval_s: float = Field(1.0, gt=0)
     probe_timeout_s: float = Field(5.0, gt=0)
@@ -120,6 +120,11 @@ class DetectorSettings(Section):
     #: A crashed background task of the detector restarts after this, doubling to 30 s.
     restart_backoff_s: float = Field(0.5, gt=0)
     max_fit_workers: int = Field(1, ge=1)
+    #: Admin key of the switchgear workers (``POST /admin/restart``), when they have one.
+    worker_admin_key: str | None = None
+    #: Alerts (actions the gateway cannot take, e.g. restarting a vLLM server) are POSTed
+    #: here as JSON when set.
+    alert_webhook: str | None = None
     events: EventSettings = Field(default_factory=EventSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     scaler: ScalerSettings = Field(default_factory=ScalerSettings)

@@ -39,7 +39,7 @@ def test_too_few_samples_asks_for_probes_and_judges_nothing() -> None:
 def test_noise_within_the_ratio_and_small_differences_never_eject() -> None:
     judge = OutlierJudge(OutlierSettings(consecutive=1))
     feed(judge, "a", [0.010, 0.012, 0.011, 0.013] * 10)
-    feed(judge, "b", [0.030, 0.040, 0.035, 0.030] * 10)  # 3x but 25 ms: under min_excess_s
+    feed(judge, "b", [0.025, 0.030, 0.028, 0.025] * 10)  # 2.3x but 15 ms: under the floor
     d = judge.decide(["a", "b"], set(), has_fallback=False, in_fallback=False, now=4.0)
     assert d.eject == []
 

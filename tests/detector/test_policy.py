@@ -16,6 +16,7 @@ class FakeGateway:
         self.models = backends
         self.calls: list[tuple[object, ...]] = []
         self.healthy: set[str] = {b for ids in backends.values() for b in ids}
+        self.restartable: set[str] = set(self.healthy)
 
     def backends(self, model: str) -> Sequence[Backend]:
         return [
@@ -38,8 +39,9 @@ class FakeGateway:
     async def set_fallback(self, model: str, active: bool) -> None:
         self.calls.append(("fallback", model, active))
 
-    async def restart(self, backend_id: str) -> None:
+    async def restart(self, backend_id: str) -> bool:
         self.calls.append(("restart", backend_id))
+        return backend_id in self.restartable
 
     async def scale(self, model: str, replicas: int) -> ScaleResult | None:
         self.calls.append(("scale", model, replicas))
@@ -93,14 +95,15 @@ async def test_all_backends_ejected_falls_back_and_recovery_restores() -> None:
     assert gw.calls[-1] == ("fallback", "m", False)
 
 
-async def test_memory_growth_restarts_and_scales_out_a_single_replica_first() -> None:
+async def test_memory_growth_restarts_never_scales_and_alerts_when_it_cannot() -> None:
     gw = FakeGateway({"m": ["a"]})
     actions = await Policy().handle(event("a", "memory_rss"), gw)
-    assert [a.kind for a in actions] == ["scale_up", "restart"]
-    assert gw.calls == [("scale", "m", 2), ("restart", "a")]
-    gw = FakeGateway({"m": ["a", "b"]})
-    actions = await Policy().handle(event("a", "gpu_allocated"), gw)
     assert [a.kind for a in actions] == ["restart"]
+    assert gw.calls == [("restart", "a")]  # no scale-out: memory alone never scales
+    gw = FakeGateway({"m": ["a", "b"]})
+    gw.restartable.clear()  # e.g. a vLLM server registered externally
+    actions = await Policy().handle(event("a", "gpu_allocated"), gw)
+    assert [a.kind for a in actions] == ["alert"] and "cannot restart" in actions[0].reason
 
 
 async def test_other_metrics_and_closed_memory_events_do_nothing() -> None:
