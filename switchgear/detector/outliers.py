@@ -2,16 +2,17 @@
 
 The rule (checked once per tick for every model, see docs/detector.md):
 
-- a replica is *judged* once it has at least ``min_samples`` finished requests in the last
-  ``window_s`` seconds (the gateway's own requests plus probes; below that it gets a probe
-  request every ``probe_interval_s`` so that a replica the balancer starves is still judged);
+- a replica is *judged* on its last ``recent`` finished requests of the last ``window_s``
+  seconds (the gateway's own requests plus probes), once it has at least ``min_samples``;
+  with fewer than ``min_samples`` in the last half window it gets a probe request every
+  ``probe_interval_s``, so that a replica the balancer starves is still judged;
 - it is *slow* when its median latency over the window exceeds ``latency_ratio`` x the median
   of its judged, admitted peers' medians (Envoy's success-rate outlier detection applied to
   latency), or ``self_ratio`` x its own reference median (its healthy samples, used once it
   holds ``reference_samples``), by at least ``min_excess_s`` either way;
 - it is *failing* when at least ``error_rate`` of its window's requests failed (and at least
   ``min_errors`` of them);
-- ``consecutive`` bad checks in a row make it an outlier; as many good checks with enough
+- ``consecutive`` slow checks in a row, or one failing check, make it an outlier; as many good checks with enough
   samples make an ejected replica a candidate for readmission (after a health probe).
 
 Guards: at most ``max_ejection_percent`` of a model's replicas are ejected (at least one),
@@ -98,7 +99,7 @@ class OutlierJudge:
 
     def verdicts(self, replicas: list[str], ejected: set[str], now: float) -> dict[str, Verdict]:
         """Judge ``replicas`` (one model's) and advance their bad/good counters."""
-        windows = {b: self._window(b, now) for b in replicas}
+        windows = {b: self._window(b, now)[-self.s.recent :] for b in replicas}
         medians = {
             b: statistics.median(lat for _, lat, _ in w)
             for b, w in windows.items()
@@ -125,7 +126,9 @@ class OutlierJudge:
             reason = self._reason(med, peer, ref, err)
             rep.bad, rep.good = (rep.bad + 1, 0) if reason else (0, rep.good + 1)
             n = self.s.consecutive
-            out[b] = Verdict(b, len(w), med, err, rep.bad >= n, rep.good >= n, reason)
+            # failing needs no repeat: a clean replica does not fail requests
+            bad = rep.bad >= n or err >= self.s.error_rate
+            out[b] = Verdict(b, len(w), med, err, bad, rep.good >= n, reason)
         return out
 
     def decide(  # noqa: PLR0913 - one model's full state
@@ -137,7 +140,12 @@ class OutlierJudge:
         now: float,
     ) -> Decision:
         verdicts = self.verdicts(replicas, ejected, now)
-        probe = [b for b, v in verdicts.items() if v.samples < self.s.min_samples]
+        fresh = now - self.s.window_s / 2
+        probe = [
+            b
+            for b in replicas
+            if sum(1 for t, *_ in self.replicas[b].samples if t >= fresh) < self.s.min_samples
+        ]
         admitted = [b for b in replicas if b not in ejected]
         bad = [b for b in admitted if verdicts[b].bad]
         fallback: bool | None = None

@@ -58,15 +58,17 @@ class OutlierSettings(Section):
     window_s: float = Field(10.0, gt=0)
     #: Requests in the window before a replica is judged; below it, probes top it up.
     min_samples: int = Field(4, ge=1)
+    #: The newest requests (within the window) a replica is judged on.
+    recent: int = Field(8, ge=1)
     latency_ratio: float = Field(2.0, gt=1)
     self_ratio: float = Field(2.5, gt=1)
     #: Latency differences below this are never slow (noise of very fast replicas).
     min_excess_s: float = Field(0.1, ge=0)
     #: Healthy samples of a replica before its own past is used as a reference.
     reference_samples: int = Field(50, ge=1)
-    error_rate: float = Field(0.15, gt=0, le=1)
+    error_rate: float = Field(0.2, gt=0, le=1)
     min_errors: int = Field(2, ge=1)
-    consecutive: int = Field(3, ge=1)
+    consecutive: int = Field(2, ge=1)
     max_ejection_percent: float = Field(50.0, ge=0, le=100)
     probe_interval_s: float = Field(1.0, gt=0)
     probe_timeout_s: float = Field(5.0, gt=0)

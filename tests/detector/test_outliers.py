@@ -44,14 +44,19 @@ def test_noise_within_the_ratio_and_small_differences_never_eject() -> None:
     assert d.eject == []
 
 
-def test_errors_eject_and_consecutive_checks_are_needed() -> None:
+def test_errors_eject_at_once_and_slowness_needs_consecutive_checks() -> None:
     judge = OutlierJudge(OutlierSettings(consecutive=2))
     feed(judge, "a", [0.1] * 20)
-    feed(judge, "b", [0.1] * 20, failed=5)
+    feed(judge, "b", [0.1] * 20)
+    feed(judge, "b", [0.1] * 8, t0=2.0, failed=2)  # 2 of its newest 8 failed
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.8)
+    assert [b for b, _ in d.eject] == ["b"] and "error rate" in d.eject[0][1]
+    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    feed(judge, "a", [0.1] * 20)
+    feed(judge, "b", [0.5] * 20)
     first = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.0)
     second = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.1)
     assert first.eject == [] and [b for b, _ in second.eject] == ["b"]
-    assert "error rate" in second.eject[0][1]
 
 
 def test_every_replica_slow_against_its_own_past_falls_back() -> None:
