@@ -72,6 +72,7 @@ class Policy:
         self.judge = OutlierJudge(self.settings.outliers)
         #: ejected by the outlier rule: readmitted by it, not by :meth:`reprobe`
         self.outlier_ejected: set[str] = set()
+        self.restarted: dict[str, float] = {}  # backend id -> time of the leak restart
 
     def _record(
         self,
@@ -162,6 +163,18 @@ class Policy:
             self.fallback_active.discard(model)
             out.append(self._record("restore", model, "a replica is healthy again"))
         return out, d.probe
+
+    async def leak(
+        self, backend_id: str, rate_mb_s: float, control: GatewayControl, now: float
+    ) -> list[Action]:
+        """Restart a backend whose memory grows steadily (an alert when it cannot be)."""
+        if now - self.restarted.get(backend_id, -math.inf) < self.settings.leak.cooldown_s:
+            return []
+        self.restarted[backend_id] = now
+        reason = f"memory grows {rate_mb_s:.1f} MB/s for {self.settings.leak.window_s:g}s"
+        if await control.restart(backend_id):
+            return [self._record("restart", backend_id, reason)]
+        return [self._record("alert", backend_id, f"{reason}; cannot restart it")]
 
     async def _recovered(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
         assert event.backend_id is not None

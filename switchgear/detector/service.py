@@ -30,6 +30,7 @@ from switchgear.detector.base import DetectorFactory
 from switchgear.detector.control import GatewayControl
 from switchgear.detector.engine import DetectorEngine
 from switchgear.detector.events import SeriesKey
+from switchgear.detector.leak import sustained_growth, theil_sen
 from switchgear.detector.policy import Policy
 from switchgear.detector.probes import Prober
 from switchgear.detector.report import DetectorMetrics
@@ -190,6 +191,8 @@ class DetectorService:
                     self.record(await self.policy.reprobe(self.control))
                 if self.settings.policy.outliers.enabled:
                     await self._outliers(loop.time())
+                if self.settings.policy.leak.enabled:
+                    await self._leaks()
                 if self.settings.policy.scaling.enabled:
                     for model in sorted({b.model for b in self._targets()}):
                         rps = self.model_rps(model)
@@ -209,6 +212,22 @@ class DetectorService:
             for backend_id in probe:
                 if backend_id in by_id:
                     self.prober.probe(by_id[backend_id])
+
+    async def _leaks(self) -> None:
+        s = self.settings.policy.leak
+        points = int(s.window_s / self.settings.resolution_s)
+        for key in list(self.engine.store.series):
+            if key.metric != s.metric or key.backend_id is None:
+                continue
+            values = self.engine.store.values(key)[-points:]
+            if len(values) < points:
+                continue
+            rate = s.min_mb_per_s * 2**20
+            if sustained_growth(values, self.settings.resolution_s, rate):
+                slope = theil_sen(values, self.settings.resolution_s) / 2**20
+                self.record(
+                    await self.policy.leak(key.backend_id, slope, self.control, time.time())
+                )
 
     def _targets(self) -> Iterable[Backend]:
         return self.targets()

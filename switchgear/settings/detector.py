@@ -74,11 +74,25 @@ class OutlierSettings(Section):
     probe_timeout_s: float = Field(5.0, gt=0)
 
 
+class LeakSettings(Section):
+    """A backend whose RSS grows for ``window_s`` at ``min_mb_per_s`` or more (Theil-Sen slope
+    over the window and each third of it) is restarted; at most once per ``cooldown_s``."""
+
+    enabled: bool = True
+    metric: str = "memory_rss"
+    window_s: float = Field(120.0, gt=0)
+    min_mb_per_s: float = Field(1.0, gt=0)
+    cooldown_s: float = Field(300.0, ge=0)
+
+
 class PolicySettings(Section):
     #: Metrics whose hysteresis events eject a backend. Empty by default: replicas are
     #: ejected by the outlier rule (``outliers``); the events are shown, not acted on.
     eject_metrics: list[str] = Field(default_factory=list)
-    memory_metrics: list[str] = Field(default_factory=lambda: ["memory_rss", "gpu_allocated"])
+    #: Metrics whose hysteresis events restart a backend. Empty by default: the leak rule
+    #: (``leak``) restarts on sustained growth only, never on a step.
+    memory_metrics: list[str] = Field(default_factory=list)
+    leak: LeakSettings = Field(default_factory=LeakSettings)
     outliers: OutlierSettings = Field(default_factory=OutlierSettings)
     probe_interval_s: float = Field(10.0, gt=0)
     #: A probe (GET ``/health``, then the backend's ``/models``) slower than this fails, so a

@@ -52,6 +52,9 @@ class FakeGateway:
 EJECTING = PolicySettings(eject_metrics=["latency_p95", "ttft", "error_rate"])
 
 
+MEMORY = PolicySettings(memory_metrics=["memory_rss", "gpu_allocated"])
+
+
 def event(backend: str, metric: str = "latency_p95", model: str = "m") -> AnomalyEvent:
     return AnomalyEvent(
         id=f"e-{backend}-{metric}",
@@ -97,12 +100,12 @@ async def test_all_backends_ejected_falls_back_and_recovery_restores() -> None:
 
 async def test_memory_growth_restarts_never_scales_and_alerts_when_it_cannot() -> None:
     gw = FakeGateway({"m": ["a"]})
-    actions = await Policy().handle(event("a", "memory_rss"), gw)
+    actions = await Policy(MEMORY).handle(event("a", "memory_rss"), gw)
     assert [a.kind for a in actions] == ["restart"]
     assert gw.calls == [("restart", "a")]  # no scale-out: memory alone never scales
     gw = FakeGateway({"m": ["a", "b"]})
     gw.restartable.clear()  # e.g. a vLLM server registered externally
-    actions = await Policy().handle(event("a", "gpu_allocated"), gw)
+    actions = await Policy(MEMORY).handle(event("a", "gpu_allocated"), gw)
     assert [a.kind for a in actions] == ["alert"] and "cannot restart" in actions[0].reason
 
 
@@ -143,3 +146,14 @@ async def test_policy_autoscale_calls_scale() -> None:
     actions = await Policy(settings).autoscale("m", [12.0] * 20, gw, now=0.0)
     assert [a.kind for a in actions] == ["scale_up"] and ("scale", "m", 3) in gw.calls
     assert await Policy().autoscale("m", [100.0] * 20, gw) == []  # scaling disabled
+
+
+async def test_a_leak_restarts_once_per_cooldown_or_alerts() -> None:
+    gw = FakeGateway({"m": ["a", "b"]})
+    gw.restartable = {"a"}
+    policy = Policy()
+    assert [a.kind for a in await policy.leak("a", 2.0, gw, now=100.0)] == ["restart"]
+    assert await policy.leak("a", 2.0, gw, now=200.0) == []  # within the cool-down
+    alert = await policy.leak("b", 2.0, gw, now=200.0)
+    assert [a.kind for a in alert] == ["alert"] and "cannot restart" in alert[0].reason
+    assert ("scale", "m", 3) not in gw.calls
