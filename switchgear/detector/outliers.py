@@ -15,7 +15,8 @@ The rule (checked once per tick for every model, see docs/detector.md):
 - ``consecutive`` slow checks in a row, or one failing check, make it an outlier; as many good checks with enough
   samples make an ejected replica a candidate for readmission (after a health probe).
 
-Guards: at most ``max_ejection_percent`` of a model's replicas are ejected (at least one),
+Only a replica slow against its peers, or failing, is ejected; one slow only against its
+own past counts towards the model's fallback (every replica bad). Guards: at most ``max_ejection_percent`` of a model's replicas are ejected (at least one),
 and the last admitted replica is never ejected. When every replica of a model is bad the
 model falls back along its chain (if it has one) instead, and is restored when one
 replica is good again.
@@ -148,6 +149,9 @@ class OutlierJudge:
         ]
         admitted = [b for b in replicas if b not in ejected]
         bad = [b for b in admitted if verdicts[b].bad]
+        # a replica slow only against its own past (not its peers) is not ejected: the
+        # whole model is slow (load, host), which is the fallback's case when all are
+        ejectable = [b for b in bad if "usual" not in verdicts[b].reason]
         fallback: bool | None = None
         if has_fallback and not in_fallback and admitted and len(bad) == len(admitted):
             fallback = True
@@ -158,7 +162,7 @@ class OutlierJudge:
             cap = max(1, int(len(replicas) * self.s.max_ejection_percent / 100))
             room = min(cap - len(ejected), len(admitted) - 1)
             # the worst first: the highest median latency over its peers
-            bad.sort(key=lambda b: -(verdicts[b].median_s or 0.0))
-            eject = [(b, verdicts[b].reason) for b in bad[: max(0, room)]]
+            ejectable.sort(key=lambda b: -(verdicts[b].median_s or 0.0))
+            eject = [(b, verdicts[b].reason) for b in ejectable[: max(0, room)]]
         readmit = [b for b in replicas if b in ejected and verdicts[b].good]
         return Decision(eject, readmit, fallback, probe)

@@ -139,7 +139,7 @@ async def test_every_replica_slow_falls_back_within_30s(
             reps = client.app[keys.DETECTOR].policy.judge.replicas
             return all(len(reps[b].reference) >= 50 for b in ("tiny-1", "tiny-2"))
 
-        await until(referenced, 30, "references")
+        await until(referenced, 60, "references")  # the data warm-up, not the deadline
         for w in ("tiny-a", "tiny-b"):
             await workers[w].faults(delay_ms=max(4 * base, 0.2) * 1000)
         await until(action_check(client, {"fallback"}, {"tiny"}), 30, "fell back")
