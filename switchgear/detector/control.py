@@ -19,6 +19,10 @@ class GatewayControl(Protocol):
         """The backends of ``model`` known now, ejected ones included."""
         ...
 
+    def has_fallback(self, model: str) -> bool:
+        """Whether ``model`` has a fallback chain to send its traffic to."""
+        ...
+
     async def eject(self, backend_id: str, reason: str) -> None:
         """Take a backend out of rotation (load balancing skips it) until readmitted."""
         ...
@@ -35,8 +39,8 @@ class GatewayControl(Protocol):
         """Route ``model``'s traffic along its fallback chain (active) or back to it."""
         ...
 
-    async def restart(self, backend_id: str) -> None:
-        """Drain a worker backend and restart it."""
+    async def restart(self, backend_id: str) -> bool:
+        """Restart a backend; False when nothing could restart it."""
         ...
 
     async def scale(self, model: str, replicas: int) -> ScaleResult | None:

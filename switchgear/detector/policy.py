@@ -4,8 +4,8 @@
   backend is probed and readmitted if healthy (:meth:`Policy.reprobe` retries the rest).
 - When every backend of a model is ejected, the model falls back along its chain; the
   first readmitted backend restores it.
-- A memory anomaly (leak or trend) on a worker restarts it, scaling out first when it is
-  the only replica.
+- A memory anomaly (leak or trend) on a worker restarts it; a backend the gateway cannot
+  restart gets an ``alert`` action instead. Memory never scales.
 - :class:`Autoscaler` turns a requests/s history into a replica count (Holt forecast over a
   horizon against per-replica capacity; sustained idle scales in), bounded and cooled down.
 Every action is recorded for ``/admin/actions``.
@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from switchgear.detector.control import GatewayControl
+from switchgear.detector.outliers import OutlierJudge
 from switchgear.settings.detector import PolicySettings, ScalingSettings
 from switchgear.types import Action, AnomalyEvent
 
@@ -68,6 +69,10 @@ class Policy:
         self.open_events: dict[str, AnomalyEvent] = {}  # backend id -> ejecting event
         self.fallback_active: set[str] = set()
         self.scalers: dict[str, Autoscaler] = {}
+        self.judge = OutlierJudge(self.settings.outliers)
+        #: ejected by the outlier rule: readmitted by it, not by :meth:`reprobe`
+        self.outlier_ejected: set[str] = set()
+        self.restarted: dict[str, float] = {}  # backend id -> time of the leak restart
 
     def _record(
         self,
@@ -103,7 +108,7 @@ class Policy:
         assert backend_id is not None
         out: list[Action] = []
         self.open_events[backend_id] = event
-        if backend_id not in self.ejected:
+        if backend_id not in self.ejected and self._may_eject(model, control):
             reason = f"{event.metric} anomaly (score {event.score:.2f})"
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model or ""
@@ -116,6 +121,61 @@ class Policy:
                 out.append(self._record("fallback", model, "all backends ejected", event))
         return out
 
+    def _may_eject(self, model: str | None, control: GatewayControl) -> bool:
+        """The guards for a model without a fallback chain: at most ``max_ejection_percent``
+        of its replicas (at least one), and never the last admitted one. (With a chain,
+        ejecting every replica falls the model back.)"""
+        if not model or control.has_fallback(model):
+            return True
+        ids = [b.id for b in control.backends(model)]
+        out = sum(1 for b in ids if b in self.ejected)
+        cap = max(1, int(len(ids) * self.settings.outliers.max_ejection_percent / 100))
+        return out < cap and len(ids) - out > 1
+
+    async def outliers(
+        self, model: str, control: GatewayControl, now: float
+    ) -> tuple[list[Action], list[str]]:
+        """Apply the outlier rule to ``model``: the actions taken and the replicas that
+        need a probe request (too few samples to judge)."""
+        out: list[Action] = []
+        ids = [b.id for b in control.backends(model)]
+        ejected = {b for b in ids if b in self.ejected}
+        d = self.judge.decide(
+            ids, ejected, control.has_fallback(model), model in self.fallback_active, now
+        )
+        for backend_id, reason in d.eject:
+            await control.eject(backend_id, reason)
+            self.ejected[backend_id] = model
+            self.outlier_ejected.add(backend_id)
+            out.append(self._record("eject", backend_id, reason))
+        for backend_id in d.readmit:
+            if backend_id not in self.open_events and await control.probe(backend_id):
+                self.ejected.pop(backend_id, None)
+                self.outlier_ejected.discard(backend_id)
+                await control.readmit(backend_id)
+                out.append(self._record("readmit", backend_id, "latency and errors healthy"))
+        if d.fallback is True:
+            await control.set_fallback(model, True)
+            self.fallback_active.add(model)
+            out.append(self._record("fallback", model, "every replica slow or failing"))
+        elif d.fallback is False:
+            await control.set_fallback(model, False)
+            self.fallback_active.discard(model)
+            out.append(self._record("restore", model, "a replica is healthy again"))
+        return out, d.probe
+
+    async def leak(
+        self, backend_id: str, rate_mb_s: float, control: GatewayControl, now: float
+    ) -> list[Action]:
+        """Restart a backend whose memory grows steadily (an alert when it cannot be)."""
+        if now - self.restarted.get(backend_id, -math.inf) < self.settings.leak.cooldown_s:
+            return []
+        self.restarted[backend_id] = now
+        reason = f"memory grows {rate_mb_s:.1f} MB/s for {self.settings.leak.window_s:g}s"
+        if await control.restart(backend_id):
+            return [self._record("restart", backend_id, reason)]
+        return [self._record("alert", backend_id, f"{reason}; cannot restart it")]
+
     async def _recovered(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
         assert event.backend_id is not None
         self.open_events.pop(event.backend_id, None)
@@ -125,6 +185,8 @@ class Policy:
         self, backend_id: str, control: GatewayControl, event: AnomalyEvent | None
     ) -> list[Action]:
         if backend_id not in self.ejected or backend_id in self.open_events:
+            return []
+        if backend_id in self.outlier_ejected:
             return []
         if not await control.probe(backend_id):
             return []
@@ -145,25 +207,14 @@ class Policy:
         return out
 
     async def _restart(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
-        backend_id, model = event.backend_id, event.model
+        """Restart the backend; one the gateway cannot restart gets an alert instead.
+        Memory never scales (scaling follows requests/s only)."""
+        backend_id = event.backend_id
         assert backend_id is not None
-        out: list[Action] = []
         reason = f"{event.metric} growth (score {event.score:.2f})"
-        replicas = len(control.backends(model)) if model else 0
-        if model and replicas <= 1:
-            result = await control.scale(model, replicas + 1)
-            out.append(
-                self._record(
-                    "scale_up",
-                    model,
-                    "scale out before restarting the only replica",
-                    event,
-                    replicas=result.replicas if result else None,
-                )
-            )
-        await control.restart(backend_id)
-        out.append(self._record("restart", backend_id, reason, event))
-        return out
+        if await control.restart(backend_id):
+            return [self._record("restart", backend_id, reason, event)]
+        return [self._record("alert", backend_id, f"{reason}; cannot restart it", event)]
 
     async def autoscale(
         self,

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import statistics
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
@@ -29,12 +30,14 @@ from switchgear.detector.base import DetectorFactory
 from switchgear.detector.control import GatewayControl
 from switchgear.detector.engine import DetectorEngine
 from switchgear.detector.events import SeriesKey
+from switchgear.detector.leak import sustained_growth, theil_sen
 from switchgear.detector.policy import Policy
+from switchgear.detector.probes import Prober
 from switchgear.detector.report import DetectorMetrics
 from switchgear.detector.scrape import scrape_loop
 from switchgear.plugins.manager import call_hook
 from switchgear.settings.detector import DetectorSettings
-from switchgear.types import Action, AnomalyEvent, Backend
+from switchgear.types import Action, AnomalyEvent, Backend, Observation
 
 log = logging.getLogger("switchgear.detector")
 
@@ -93,8 +96,19 @@ class DetectorService:
         self._lock = asyncio.Lock()
         self._worse = set(settings.policy.eject_metrics) | set(settings.policy.memory_metrics)
         self._tasks: list[asyncio.Task[None]] = []
+        self._hooks: set[asyncio.Task[None]] = set()
         #: In a fleet only the leader's detector acts (``state.leader``); the others observe.
         self.leader = leader
+        self.prober = Prober(session, settings.policy.outliers, self._probed)
+
+    def observe(self, obs: Observation) -> None:
+        """One finished upstream attempt: into the series and the outlier rule."""
+        self.engine.observe(obs)
+        self._probed(obs)
+
+    def _probed(self, obs: Observation) -> None:
+        flagged = obs.backend_id in self.policy.ejected or obs.model in self.policy.fallback_active
+        self.policy.judge.observe(obs, flagged=flagged)
 
     def leads(self) -> bool:
         return self.leader is None or self.leader()
@@ -131,6 +145,21 @@ class DetectorService:
             self.metrics.on_actions(done)
         for a in done:
             log.warning("detector action %s %s: %s", a.kind, a.target, a.reason)
+            if a.kind == "alert" and self.settings.alert_webhook:
+                task = asyncio.create_task(self._webhook(a, self.settings.alert_webhook))
+                self._hooks.add(task)
+                task.add_done_callback(self._hooks.discard)
+
+    async def _webhook(self, action: Action, url: str) -> None:
+        body = {"kind": action.kind, "target": action.target, "reason": action.reason,
+                "event_id": action.event_id, "ts": action.ts}  # fmt: skip
+        try:
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with self.session.post(url, json=body, timeout=timeout) as resp:
+                if resp.status >= 300:
+                    log.warning("alert webhook answered HTTP %s", resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("alert webhook failed: %r", exc)
 
     async def _act(self) -> None:
         while True:
@@ -160,6 +189,10 @@ class DetectorService:
                 if loop.time() >= next_probe:
                     next_probe = loop.time() + self.settings.policy.probe_interval_s
                     self.record(await self.policy.reprobe(self.control))
+                if self.settings.policy.outliers.enabled:
+                    await self._outliers(loop.time())
+                if self.settings.policy.leak.enabled:
+                    await self._leaks()
                 if self.settings.policy.scaling.enabled:
                     for model in sorted({b.model for b in self._targets()}):
                         rps = self.model_rps(model)
@@ -169,6 +202,32 @@ class DetectorService:
                                     model, rps, self.control, resolution_s=res
                                 )
                             )
+
+    async def _outliers(self, _: float) -> None:
+        now = time.time()
+        by_id = {b.id: b for b in self._targets()}
+        for model in sorted({b.model for b in by_id.values()}):
+            actions, probe = await self.policy.outliers(model, self.control, now)
+            self.record(actions)
+            for backend_id in probe:
+                if backend_id in by_id:
+                    self.prober.probe(by_id[backend_id])
+
+    async def _leaks(self) -> None:
+        s = self.settings.policy.leak
+        points = int(s.window_s / self.settings.resolution_s)
+        for key in list(self.engine.store.series):
+            if key.metric != s.metric or key.backend_id is None:
+                continue
+            values = self.engine.store.values(key)[-points:]
+            if len(values) < points:
+                continue
+            rate = s.min_mb_per_s * 2**20
+            if sustained_growth(values, self.settings.resolution_s, rate):
+                slope = theil_sen(values, self.settings.resolution_s) / 2**20
+                self.record(
+                    await self.policy.leak(key.backend_id, slope, self.control, time.time())
+                )
 
     def _targets(self) -> Iterable[Backend]:
         return self.targets()
@@ -210,4 +269,5 @@ class DetectorService:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks.clear()
+            await self.prober.aclose()
             await self.engine.aclose()

@@ -11,7 +11,8 @@ through: ``eject``/``readmit`` are ``app[BACKEND_STATE]``'s; ``set_fallback`` ad
 to ``Policies.in_fallback``, where the fallback chain is computed, so its requests go
 straight to the next model of the chain; ``restart`` and ``scale`` call the ``scale`` hook
 (``first_result``), a restart as ``ScaleRequest(reason="restart:<backend id>")`` for the
-current count. ``registry`` is the gateway's, for plugins that publish backends.
+current count; when no scale plugin restarted it, a switchgear worker is restarted through
+its ``POST /admin/restart``, and ``restart`` returns False for any other backend. ``registry`` is the gateway's, for plugins that publish backends.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class Gateway:
     def _backend(self, backend_id: str) -> Backend | None:
         return next((b for b in self.registry.all_backends() if b.id == backend_id), None)
 
+    def has_fallback(self, model: str) -> bool:
+        return bool(self.policies.get(model).fallback)
+
     async def eject(self, backend_id: str, reason: str) -> None:
         self.state.eject(backend_id, f"detector: {reason}")
 
@@ -100,16 +104,35 @@ class Gateway:
         )
         return result if isinstance(result, ScaleResult) else None
 
-    async def restart(self, backend_id: str) -> None:
+    async def restart(self, backend_id: str) -> bool:
         backend = self._backend(backend_id)
         if backend is None:
-            return
+            return False
         n = len(self.registry.backends(backend.model))
         result = await self._scale(
             ScaleRequest(backend.model, n, n, f"{RESTART_REASON}{backend_id}")
         )
         if result is None or not result.started:
-            log.warning("no scale plugin restarted %s (not one it started?)", backend_id)
+            return await self._admin_restart(backend)
+        return True
+
+    async def _admin_restart(self, backend: Backend) -> bool:
+        """``POST /admin/restart`` of a switchgear worker, wherever it runs (its admin key is
+        ``detector.worker_admin_key``); False for backends without it (vLLM, TGI, Ollama)."""
+        url = metrics_url(backend).removesuffix("/metrics") + "/admin/restart"
+        key = self.settings.worker_admin_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        timeout = aiohttp.ClientTimeout(total=self.settings.action_timeout_s)
+        try:
+            async with self.session.post(
+                url, headers=headers, timeout=timeout, allow_redirects=False
+            ) as resp:
+                if resp.status < 300:
+                    return True
+                log.warning("restart of %s refused: HTTP %s", backend.id, resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("restart of %s failed: %r", backend.id, exc)
+        return False
 
     async def scale(self, model: str, replicas: int) -> ScaleResult | None:
         current = len(self.registry.backends(model))
@@ -154,13 +177,13 @@ def setup_detection(app: web.Application) -> None:
             leader=app[keys.FLEET].is_leader,
         )
         observers = app[keys.OBSERVERS]
-        observers.append(service.engine.observe)
+        observers.append(service.observe)
         app[keys.DETECTOR] = service
         try:
             async with service.running():
                 yield
         finally:
-            observers.remove(service.engine.observe)
+            observers.remove(service.observe)
             await session.close()
 
     app.cleanup_ctx.append(detection)

@@ -51,9 +51,49 @@ class ScalingSettings(Section):
     cooldown_s: float = Field(120.0, ge=0)
 
 
+class OutlierSettings(Section):
+    """Replicas of a model judged against each other and their own past (docs/detector.md)."""
+
+    enabled: bool = True
+    window_s: float = Field(10.0, gt=0)
+    #: Requests in the window before a replica is judged; below it, probes top it up.
+    min_samples: int = Field(4, ge=1)
+    #: The newest requests (within the window) a replica is judged on.
+    recent: int = Field(8, ge=1)
+    latency_ratio: float = Field(2.0, gt=1)
+    self_ratio: float = Field(2.5, gt=1)
+    #: Latency differences below this are never slow (noise of very fast replicas).
+    min_excess_s: float = Field(0.1, ge=0)
+    #: Healthy samples of a replica before its own past is used as a reference.
+    reference_samples: int = Field(50, ge=1)
+    error_rate: float = Field(0.2, gt=0, le=1)
+    min_errors: int = Field(2, ge=1)
+    consecutive: int = Field(2, ge=1)
+    max_ejection_percent: float = Field(50.0, ge=0, le=100)
+    probe_interval_s: float = Field(1.0, gt=0)
+    probe_timeout_s: float = Field(5.0, gt=0)
+
+
+class LeakSettings(Section):
+    """A backend whose RSS grows for ``window_s`` at ``min_mb_per_s`` or more (Theil-Sen slope
+    over the window and each third of it) is restarted; at most once per ``cooldown_s``."""
+
+    enabled: bool = True
+    metric: str = "memory_rss"
+    window_s: float = Field(120.0, gt=0)
+    min_mb_per_s: float = Field(1.0, gt=0)
+    cooldown_s: float = Field(300.0, ge=0)
+
+
 class PolicySettings(Section):
-    eject_metrics: list[str] = Field(default_factory=lambda: ["latency_p95", "ttft", "error_rate"])
-    memory_metrics: list[str] = Field(default_factory=lambda: ["memory_rss", "gpu_allocated"])
+    #: Metrics whose hysteresis events eject a backend. Empty by default: replicas are
+    #: ejected by the outlier rule (``outliers``); the events are shown, not acted on.
+    eject_metrics: list[str] = Field(default_factory=list)
+    #: Metrics whose hysteresis events restart a backend. Empty by default: the leak rule
+    #: (``leak``) restarts on sustained growth only, never on a step.
+    memory_metrics: list[str] = Field(default_factory=list)
+    leak: LeakSettings = Field(default_factory=LeakSettings)
+    outliers: OutlierSettings = Field(default_factory=OutlierSettings)
     probe_interval_s: float = Field(10.0, gt=0)
     #: A probe (GET ``/health``, then the backend's ``/models``) slower than this fails, so a
     #: backend that is still slow stays ejected.
@@ -96,6 +136,11 @@ class DetectorSettings(Section):
     #: A crashed background task of the detector restarts after this, doubling to 30 s.
     restart_backoff_s: float = Field(0.5, gt=0)
     max_fit_workers: int = Field(1, ge=1)
+    #: Admin key of the switchgear workers (``POST /admin/restart``), when they have one.
+    worker_admin_key: str | None = None
+    #: Alerts (actions the gateway cannot take, e.g. restarting a vLLM server) are POSTed
+    #: here as JSON when set.
+    alert_webhook: str | None = None
     events: EventSettings = Field(default_factory=EventSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     scaler: ScalerSettings = Field(default_factory=ScalerSettings)

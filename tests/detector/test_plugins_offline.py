@@ -18,7 +18,7 @@ from switchgear.discovery.base import Registry
 from switchgear.errors import ConfigError
 from switchgear.plugins.manager import call_hook, first_result, make_plugin_manager
 from switchgear.types import ScaleRequest
-from tests.detector.test_policy import FakeGateway, event
+from tests.detector.test_policy import EJECTING, FakeGateway, event
 
 BUILTINS = (
     "switchgear.default_plugins.detectors",
@@ -65,6 +65,7 @@ def test_hook_register_detectors() -> None:
 async def test_hook_on_anomaly() -> None:
     pm = make_plugin_manager(load_entrypoints=False, builtins=BUILTINS)
     gw = FakeGateway({"m": ["a", "b"]})
+    gw.policy_settings = EJECTING  # type: ignore[attr-defined]  # events eject (not the default)
     results = await call_hook(pm, "on_anomaly", event=event("a"), gateway=gw)
     assert [[a.kind for a in r] for r in results] == [["eject"]]
     # the policy's state lives with the gateway: a second event on it is not re-ejected

@@ -16,11 +16,15 @@ class FakeGateway:
         self.models = backends
         self.calls: list[tuple[object, ...]] = []
         self.healthy: set[str] = {b for ids in backends.values() for b in ids}
+        self.restartable: set[str] = set(self.healthy)
 
     def backends(self, model: str) -> Sequence[Backend]:
         return [
             Backend(id=b, model=model, url=f"http://{b}/v1") for b in self.models.get(model, [])
         ]
+
+    def has_fallback(self, model: str) -> bool:
+        return model == "m"
 
     async def eject(self, backend_id: str, reason: str) -> None:
         self.calls.append(("eject", backend_id))
@@ -35,13 +39,20 @@ class FakeGateway:
     async def set_fallback(self, model: str, active: bool) -> None:
         self.calls.append(("fallback", model, active))
 
-    async def restart(self, backend_id: str) -> None:
+    async def restart(self, backend_id: str) -> bool:
         self.calls.append(("restart", backend_id))
+        return backend_id in self.restartable
 
     async def scale(self, model: str, replicas: int) -> ScaleResult | None:
         self.calls.append(("scale", model, replicas))
         self.models[model] = [f"{model}-{i}" for i in range(replicas)]
         return ScaleResult(model, replicas)
+
+
+EJECTING = PolicySettings(eject_metrics=["latency_p95", "ttft", "error_rate"])
+
+
+MEMORY = PolicySettings(memory_metrics=["memory_rss", "gpu_allocated"])
 
 
 def event(backend: str, metric: str = "latency_p95", model: str = "m") -> AnomalyEvent:
@@ -62,7 +73,7 @@ def closed(e: AnomalyEvent) -> AnomalyEvent:
 async def test_latency_anomaly_ejects_then_readmits_when_healthy() -> None:
     gw = FakeGateway({"m": ["a", "b"]})
     assert isinstance(gw, GatewayControl)
-    policy = Policy()
+    policy = Policy(EJECTING)
     e = event("a")
     actions = await policy.handle(e, gw)
     assert [a.kind for a in actions] == ["eject"] and actions[0].event_id == e.id
@@ -77,7 +88,7 @@ async def test_latency_anomaly_ejects_then_readmits_when_healthy() -> None:
 
 async def test_all_backends_ejected_falls_back_and_recovery_restores() -> None:
     gw = FakeGateway({"m": ["a", "b"]})
-    policy = Policy()
+    policy = Policy(EJECTING)
     await policy.handle(event("a", "ttft"), gw)
     actions = await policy.handle(event("b", "error_rate"), gw)
     assert [a.kind for a in actions] == ["eject", "fallback"]
@@ -87,19 +98,20 @@ async def test_all_backends_ejected_falls_back_and_recovery_restores() -> None:
     assert gw.calls[-1] == ("fallback", "m", False)
 
 
-async def test_memory_growth_restarts_and_scales_out_a_single_replica_first() -> None:
+async def test_memory_growth_restarts_never_scales_and_alerts_when_it_cannot() -> None:
     gw = FakeGateway({"m": ["a"]})
-    actions = await Policy().handle(event("a", "memory_rss"), gw)
-    assert [a.kind for a in actions] == ["scale_up", "restart"]
-    assert gw.calls == [("scale", "m", 2), ("restart", "a")]
-    gw = FakeGateway({"m": ["a", "b"]})
-    actions = await Policy().handle(event("a", "gpu_allocated"), gw)
+    actions = await Policy(MEMORY).handle(event("a", "memory_rss"), gw)
     assert [a.kind for a in actions] == ["restart"]
+    assert gw.calls == [("restart", "a")]  # no scale-out: memory alone never scales
+    gw = FakeGateway({"m": ["a", "b"]})
+    gw.restartable.clear()  # e.g. a vLLM server registered externally
+    actions = await Policy(MEMORY).handle(event("a", "gpu_allocated"), gw)
+    assert [a.kind for a in actions] == ["alert"] and "cannot restart" in actions[0].reason
 
 
 async def test_other_metrics_and_closed_memory_events_do_nothing() -> None:
     gw = FakeGateway({"m": ["a"]})
-    policy = Policy()
+    policy = Policy(EJECTING)
     assert await policy.handle(event("a", "queue_depth"), gw) == []
     assert await policy.handle(closed(event("a", "memory_rss")), gw) == []
     assert gw.calls == []
@@ -134,3 +146,14 @@ async def test_policy_autoscale_calls_scale() -> None:
     actions = await Policy(settings).autoscale("m", [12.0] * 20, gw, now=0.0)
     assert [a.kind for a in actions] == ["scale_up"] and ("scale", "m", 3) in gw.calls
     assert await Policy().autoscale("m", [100.0] * 20, gw) == []  # scaling disabled
+
+
+async def test_a_leak_restarts_once_per_cooldown_or_alerts() -> None:
+    gw = FakeGateway({"m": ["a", "b"]})
+    gw.restartable = {"a"}
+    policy = Policy()
+    assert [a.kind for a in await policy.leak("a", 2.0, gw, now=100.0)] == ["restart"]
+    assert await policy.leak("a", 2.0, gw, now=200.0) == []  # within the cool-down
+    alert = await policy.leak("b", 2.0, gw, now=200.0)
+    assert [a.kind for a in alert] == ["alert"] and "cannot restart" in alert[0].reason
+    assert ("scale", "m", 3) not in gw.calls

@@ -147,7 +147,17 @@ async def _reset_faults(workers: dict[str, Worker]) -> Any:
 
 def gateway_settings(workers: dict[str, Worker], **detector: Any) -> Settings:
     """Small resolution and thresholds so events open within seconds."""
-    policy = {"probe_interval_s": 0.5, "probe_timeout_s": 0.5, **detector.pop("policy", {})}
+    # the per-series events act here (the shipped config's outlier and leak rules are
+    # tested with that config as is in test_shipped_config.py)
+    policy = {
+        "probe_interval_s": 0.5,
+        "probe_timeout_s": 0.5,
+        "eject_metrics": ["latency_p95", "ttft", "error_rate"],
+        "memory_metrics": ["memory_rss", "gpu_allocated"],
+        "outliers": {"enabled": False},
+        "leak": {"enabled": False},
+        **detector.pop("policy", {}),
+    }
     return parse_settings(
         {
             "backends": [{"id": i, "model": w.model, "url": w.url} for i, w in workers.items()],
@@ -167,6 +177,8 @@ def gateway_settings(workers: dict[str, Worker], **detector: Any) -> Settings:
                 "events": {"open_score": 0.97, "close_score": 0.3, "open_after": 4,
                            "close_after": 8},
                 "policy": policy,
+                # restarts go through each worker's POST /admin/restart
+                "worker_admin_key": ADMIN,
                 **detector,
             },
         }

@@ -33,6 +33,8 @@ DETECTOR: dict[str, Any] = {
     "detectors": {"*": "zscore"},
     "restart_backoff_s": 0.01,
     "events": {"open_after": 2, "close_after": 2},
+    # events eject here (by default only the outlier rule does)
+    "policy": {"eject_metrics": ["latency_p95", "ttft", "error_rate"]},
 }
 
 
@@ -77,8 +79,14 @@ async def test_unknown_detector_name_stops_the_start(gateway: Any, upstream: Any
 async def test_observations_events_and_actions_reach_the_admin_api(
     gateway: Any, upstream: Any, http: Any
 ) -> None:
-    up = await upstream("m1")
-    config = {"backends": backends(up, id="b1"), "auth": {"admin_key": "adm"}, "detector": DETECTOR}
+    up, up2 = await upstream("m1"), await upstream("m2", name="b")
+    config = {
+        "backends": backends(up, id="b1") + backends(up2, id="b2"),
+        # with a fallback chain the only replica of m1 may be ejected (the guards)
+        "models": {"m1": {"fallback": ["m2"]}, "m2": {}},
+        "auth": {"admin_key": "adm"},
+        "detector": DETECTOR,
+    }
     gw = await gateway(config, pm=pm())
     service = gw.app[keys.DETECTOR]
     async with gw.openai() as client:

@@ -123,6 +123,18 @@ async def swap(request: web.Request) -> web.Response:
     return json_response(out, 200 if out["ok"] else 422)
 
 
+async def restart(request: web.Request) -> web.Response:
+    """Reload the engine from the current model spec (the swap path: requests in flight
+    finish on the old engine, new ones wait for the new one)."""
+    require_admin(request)
+    slot = request.app[SLOT]
+    if slot.spec is None:
+        raise InvalidRequest("no model is loaded to restart")
+    report = await slot.swap(slot.spec, force=True, verify=False)
+    out = report.to_dict()
+    return json_response(out, 200 if report.ok else 422)
+
+
 async def rollback(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse(request, RollbackBody) if request.body_exists else RollbackBody()
