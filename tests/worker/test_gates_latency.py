@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from switchgear.settings.worker import GateSettings, ModelSpec
 from switchgear.worker.gates import Subject, SwapContext
-from switchgear.worker.gates.latency import latency_gate, ratio_bound
+from switchgear.worker.gates.latency import latency_gate, paired_ratio_bound, ratio_bound
 from switchgear.worker.loading import load_bundle
 from switchgear.worker.tiny import TinySpec
 from tests.worker.conftest import _build
@@ -77,6 +78,17 @@ def test_four_times_the_layers_is_refused_every_time(
     for r in results:
         assert r.data is not None and r.data["lower"] > 1.15 and r.data["upper"] >= r.data["lower"]
         assert "slower than +15% with 95% confidence" in r.detail
+
+
+def test_paired_bound_is_the_sign_tests_order_statistics() -> None:
+    a = [1.0] * 12
+    noisy = [1.0, 1.02, 0.98, 3.0, 1.01, 0.99, 2.5, 1.0, 1.03, 0.97, 4.0, 1.0]
+    ratio, lo, hi = paired_ratio_bound(a, noisy, confidence=0.95)
+    # three preempted rounds move the mean, not the median, and the lower bound stays below 1
+    assert ratio == pytest.approx(1.005) and lo == sorted(noisy)[2] < 1.0 and hi == sorted(noisy)[9]
+    ratio, lo, hi = paired_ratio_bound(a, [2.0] * 12, confidence=0.95)
+    assert ratio == lo == hi == 2.0
+    assert paired_ratio_bound(a[:4], [2.0] * 4, confidence=0.95)[1:] == (0.0, math.inf)
 
 
 def test_ratio_bound_brackets_the_ratio_of_medians() -> None:

@@ -3,9 +3,11 @@
 Both models run forward passes over the same probes in interleaved rounds (current then
 candidate, candidate then current, alternating), so a noisy neighbour, a frequency change
 or the serving traffic slows both sides of a round alike. A round's figure is the time of
-its forward passes over every probe. The statistic is the ratio of the candidate's median
-round to the current model's, and its confidence interval is a paired bootstrap over rounds
-(seeded, so the same timings give the same bound). Rounds are added, ``latency_repeats`` at a
+its forward passes over every probe. The statistic is the median of the per-round ratios
+(candidate over current), and its confidence bounds are the sign test's order statistics:
+distribution-free, so a neighbour's preemptions, which hit one side of a few rounds, cannot
+make a same-size model look slower with confidence. (A bootstrap of the ratio of medians,
+used before, refused a same-size model under a CPU-stress neighbour once in twenty.) Rounds are added, ``latency_repeats`` at a
 time up to ``latency_max_rounds``, until the interval lies on one side of ``1 +
 latency_tolerance``, or the candidate's median is not above the current model's. The gate
 refuses only when the lower bound is above the limit: a candidate that is merely not proven
@@ -80,6 +82,34 @@ def _pairs(
     return ab_rounds(cur, cand, probes, n, first)
 
 
+def paired_ratio_bound(
+    a: list[float], b: list[float], *, confidence: float
+) -> tuple[float, float, float]:
+    """The median of the per-round ratios ``b/a`` and its distribution-free bounds (the sign
+    test's order statistics, each one-sided at ``confidence``).
+
+    Each round's two timings were taken back to back, so a ratio compares the models under
+    the same load; a neighbour that preempts one side of a round moves one ratio, and the
+    bound only passes ``x`` when all but a binomial tail of the rounds are above ``x``.
+    With too few rounds for the confidence the bounds are 0 and infinity (nothing decided).
+    """
+    import statistics
+
+    ratios = sorted(y / x for x, y in zip(a, b, strict=True))
+    n, alpha = len(ratios), 1 - confidence
+    # the largest k with P(Binomial(n, 1/2) <= k - 1) <= alpha: P(median < r[k-1]) <= alpha
+    k, tail = 0, 0.0
+    while k < n:
+        tail += math.comb(n, k) / 2**n
+        if tail > alpha:
+            break
+        k += 1
+    median = statistics.median(ratios)
+    if k == 0:
+        return median, 0.0, math.inf
+    return median, ratios[k - 1], ratios[n - k]
+
+
 def ratio_bound(
     a: list[float], b: list[float], *, paired: bool, confidence: float, resamples: int
 ) -> tuple[float, float, float]:
@@ -120,9 +150,12 @@ def latency_gate(current: Subject, candidate: Subject, ctx: SwapContext) -> Gate
         else:
             a = list(current.cache["latency"])
             b += solo_rounds(cand, g.probes, step)
-        ratio, lo, hi = ratio_bound(
-            a, b, paired=paired, confidence=g.latency_confidence, resamples=g.latency_resamples
-        )
+        if paired:
+            ratio, lo, hi = paired_ratio_bound(a, b, confidence=g.latency_confidence)
+        else:
+            ratio, lo, hi = ratio_bound(
+                a, b, paired=False, confidence=g.latency_confidence, resamples=g.latency_resamples
+            )
         # decided either way, or out of rounds; and a candidate whose median is not above the
         # current's is not measured further (more rounds would have to reverse the estimate)
         decided = (lo > limit and len(b) >= min_refuse) or hi <= limit or ratio <= 1.0
