@@ -4,7 +4,9 @@ Separate processes: a fast OpenAI-compatible upstream (uvloop when installed), t
 (``switchgear serve``), the bare aiohttp pass-through of ``bench/bare_proxy.py`` (the floor an
 aiohttp gateway cannot go below), optionally the gateway with ``--workers N`` and the
 ``asyncio.Protocol`` + httptools prototype of ``bench/protocol_proxy.py`` (``--floor``), and
-an aiohttp load generator. For each scenario (non-streaming at concurrency 1, 16, 64;
+an aiohttp load generator. ``--compare DIR`` adds the gateway of another checkout (its code
+on ``PYTHONPATH``, e.g. a worktree of the main branch) as the target ``switchgear (DIR)``,
+so a change reads against its base in one interleaved run. For each scenario (non-streaming at concurrency 1, 16, 64;
 streaming with 32 chunks at 16) rounds interleave the targets, so drift on a shared machine
 hits all alike. Printed per scenario and target: RPS, p50 and p99 latency, the server's CPU
 time per request (read from /proc of the serving process and its children during that
@@ -14,7 +16,7 @@ stream it prints switchgear's own CPU per chunk (its CPU per stream minus the ba
 over 33 frames). The result goes to a JSON file and a PNG chart.
 
     .venv/bin/python bench/overhead.py [--quick] [--seconds 1.0] [--rounds 3] [--workers N]
-        [--floor] [--json PATH] [--png PATH]
+        [--floor] [--compare DIR] [--json PATH] [--png PATH]
 """
 
 from __future__ import annotations
@@ -185,10 +187,15 @@ def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
-def _gateway(cfg: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def _gateway(
+    cfg: Path, port: int, workers: int, code: Path | None = None
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "switchgear.cli", "--log-level", "WARNING", "serve"]
     cmd += ["--config", str(cfg), "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(cmd)
+    if code is None:
+        return subprocess.Popen(cmd)
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.Popen(cmd, env=env, cwd=tempfile.gettempdir())
 
 
 def _script(name: str, port: int, upstream: str) -> subprocess.Popen[bytes]:
@@ -208,6 +215,9 @@ def start_targets(args: argparse.Namespace, up_port: int) -> dict[str, tuple[int
     if args.workers > 1:
         port = free_port()
         procs[f"switchgear x{args.workers}"] = port, _gateway(cfg, port, args.workers)
+    if args.compare is not None:
+        port = free_port()
+        procs[f"switchgear ({args.compare.name})"] = port, _gateway(cfg, port, 1, args.compare)
     if args.floor:
         port = free_port()
         procs["protocol+httptools"] = port, _script("protocol_proxy.py", port, base)
@@ -318,6 +328,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="CI-sized: 2 rounds of 0.4 s")
     ap.add_argument("--workers", type=int, default=1, help="also run the gateway with N workers")
     ap.add_argument("--floor", action="store_true", help="also run bench/protocol_proxy.py")
+    ap.add_argument("--compare", type=Path, help="also run the gateway of this checkout")
     ap.add_argument("--json", type=Path, default=Path("artifacts/overhead.json"))
     ap.add_argument("--png", type=Path, default=Path("artifacts/overhead.png"))
     args = ap.parse_args()

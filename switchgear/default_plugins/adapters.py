@@ -8,7 +8,9 @@
   gateway resolves it once per backend. ``openai`` is the OpenAI pass-through adapter's.
 * ``rewrite_request`` / ``rewrite_response`` (trylast) — a backend that knows its model by
   another name (meta ``upstream_model``, e.g. Ollama's ``llama3:8b-instruct-q4_0``) is sent
-  that name, and the client sees the gateway's name in responses and chunks.
+  that name, and the client sees the gateway's name in responses and chunks. Both are
+  marked :func:`~switchgear.plugins.calls.acts_on` such backends, so the gateway skips them
+  (a stream's chunks included) for every other backend.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ from switchgear import hookimpl
 from switchgear.default_plugins.configured import Configured
 from switchgear.default_plugins.protocols import adapter_for
 from switchgear.default_plugins.protocols.prompt_formats import FORMATS
+from switchgear.plugins.calls import acts_on
 from switchgear.proxy.families import model_info
 from switchgear.types import Adapter, Backend, RequestContext
 
 PROTOCOLS = ("tgi", "ollama", "completions", *FORMATS)
+
+
+def renamed(backend: Backend) -> bool:
+    """Whether ``backend`` knows its model by another name (meta ``upstream_model``)."""
+    return bool(backend.meta.get("upstream_model"))
 
 
 class Adapters(Configured):
@@ -60,6 +68,7 @@ class Adapters(Configured):
         return self._cache[key]
 
     @hookimpl(trylast=True)
+    @acts_on(renamed)
     def rewrite_request(
         self, ctx: RequestContext, body: dict[str, Any], backend: Backend
     ) -> dict[str, Any] | None:
@@ -69,6 +78,7 @@ class Adapters(Configured):
         return None
 
     @hookimpl(trylast=True)
+    @acts_on(renamed)
     def rewrite_response(
         self, ctx: RequestContext, body: dict[str, Any], backend: Backend
     ) -> dict[str, Any] | None:

@@ -20,6 +20,11 @@ The safety lives in each implementation instead: when a plugin is registered,
 The helpers below are the only way switchgear calls hooks; they add nothing to pluggy but
 awaiting (:func:`call_hook`, :func:`first_result`), copying the chained value
 (:func:`chain_sync`) and dropping awaitables a synchronous caller cannot use.
+
+An implementation of a per-backend hook (``rewrite_request``, ``rewrite_response``) that
+only acts on some backends may say so with :func:`acts_on`; :func:`acts_for` then tells
+the gateway it can skip the hook (and the copy of the body it would pass) for the others,
+which keeps a stream's chunks off the hook when no plugin would change them.
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
 from switchgear.errors import APIError
 from switchgear.plugins import hookspecs
+from switchgear.types import Backend
 
 log = logging.getLogger("switchgear.plugins")
 trace_log = logging.getLogger("switchgear.plugins.trace")
@@ -99,6 +105,42 @@ def _trace(hook: str, plugin: str, started: float, what: str = "called") -> None
     trace_log.info("hook %s: plugin %s %s in %.3f ms", hook, plugin, what, ms)
 
 
+# --- implementations that act on some backends only ----------------------------------------
+
+_ACTS_ON = "switchgear_acts_on"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def acts_on(predicate: Callable[[Backend], bool]) -> Callable[[_F], _F]:
+    """Mark a ``rewrite_request``/``rewrite_response`` implementation as acting only on the
+    backends for which ``predicate(backend)`` is true: for any other backend it would return
+    None, so the gateway may not call it. Put it under ``@hookimpl``."""
+
+    def mark(fn: _F) -> _F:
+        setattr(fn, _ACTS_ON, predicate)
+        return fn
+
+    return mark
+
+
+def acts_for(pm: pluggy.PluginManager, hook_name: str, backend: Backend) -> bool:
+    """Whether any implementation of ``hook_name`` may act on ``backend``.
+
+    Wrappers and implementations without :func:`acts_on` may act on every backend; a
+    predicate that raises counts as acting (the call itself then reports the plugin).
+    """
+    for impl in _hook(pm, hook_name).get_hookimpls():
+        predicate = getattr(impl.function, _ACTS_ON, None)
+        if predicate is None or impl.wrapper or impl.hookwrapper:
+            return True
+        try:
+            if predicate(backend):
+                return True
+        except Exception:
+            return True
+    return False
+
+
 # --- guarding implementations at registration ----------------------------------------------
 
 
@@ -106,10 +148,13 @@ def guard(impl: pluggy.HookImpl, hook: str, *, timeout: float, trace: bool) -> N
     """Make one implementation safe to call through ``pm.hook`` (see the module docstring)."""
     if impl.wrapper or impl.hookwrapper:
         return  # generators driven by pluggy; a failing wrapper fails the call, as pluggy says
+    predicate = getattr(impl.function, _ACTS_ON, None)
     call = _isolated(impl.function, impl.plugin_name, hook, timeout=timeout, trace=trace)
     value_arg = hookspecs.CHAINED.get(hook)
     if value_arg is not None:
         call = _chained(impl, call, value_arg, impl.plugin_name, hook)
+    if predicate is not None:
+        setattr(call, _ACTS_ON, predicate)
     impl.function = call  # type: ignore[misc]  # pluggy marks it Final; the call reads it
 
 

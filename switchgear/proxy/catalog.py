@@ -11,7 +11,8 @@ The result is published in :attr:`ModelCatalog.infos` and ``app[ALIASES]`` (the 
 objects, updated in place, so readers may keep a reference) and in the upstream's
 :class:`~switchgear.proxy.policy.Policies`. It is rebuilt lazily: :meth:`ModelCatalog.refresh`
 compares the registry's version and the KV version with those it was built from, so a
-request pays one tuple comparison when nothing changed.
+request pays one tuple comparison when nothing changed; :meth:`ModelCatalog.known` (what
+``select_model`` sees) is built with it, not per request.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from switchgear.discovery.base import Registry
@@ -68,7 +70,13 @@ class ModelCatalog:
         self.kv_version = 0
         self._built: tuple[int, int] | None = None
         self._kv_changed: asyncio.Event | None = None
+        self._known: Mapping[str, ModelInfo] = MappingProxyType({})
         self.refresh()
+
+    def known(self) -> Mapping[str, ModelInfo]:
+        """:attr:`infos` plus every model of the registry, read-only; current as of now."""
+        self.refresh()
+        return self._known
 
     def set_kv(self, source: str, models: Mapping[str, ModelInfo]) -> None:
         """A discovery source's KV model catalogue changed (``on_models`` callback)."""
@@ -114,4 +122,9 @@ class ModelCatalog:
         self.aliases.clear()
         self.aliases.update(aliases)
         self.policies.use(infos)
+        known = dict(infos)
+        for name in self.registry.models():
+            if name not in known:
+                known[name] = ModelInfo(name=name)
+        self._known = MappingProxyType(known)
         return self.infos

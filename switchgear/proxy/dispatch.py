@@ -34,13 +34,12 @@ from switchgear.types import (
 )
 
 
-def known_models(app: web.Application) -> dict[str, ModelInfo]:
-    """The model catalogue (config, catalogue, backend meta, KV) plus every registry model."""
-    infos = app[keys.CATALOG].refresh().copy()
-    for name in app[keys.REGISTRY].models():
-        if name not in infos:
-            infos[name] = ModelInfo(name=name)
-    return infos
+def known_models(app: web.Application) -> Mapping[str, ModelInfo]:
+    """The model catalogue (config, catalogue, backend meta, KV) plus every registry model.
+
+    Read-only and shared: rebuilt only when the registry or the KV catalogue changed.
+    """
+    return app[keys.CATALOG].known()
 
 
 def request_context(request: web.Request, parsed: ParsedRequest) -> RequestContext:

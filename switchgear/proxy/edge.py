@@ -240,11 +240,17 @@ class GuardedProtocol(asyncio.Protocol):
         self.phase = BUSY
 
     def _frame(self, data: bytes) -> None:
+        """Follow the requests in ``data``.
+
+        A request's header (or body) timer is armed only when this read leaves its head
+        (or body) incomplete: a request that arrives whole costs no timer.
+        """
         view = memoryview(data)
+        new_head = False
         while view.nbytes and self.phase != OFF:
             if self.phase == BUSY:  # the first byte of the next request
                 self.phase = HEAD
-                self._arm(self.guard.header_timeout, "header")
+                new_head = True
             if self.phase == HEAD:
                 view = self._frame_head(view)
             elif self.phase == BODY:
@@ -261,6 +267,8 @@ class GuardedProtocol(asyncio.Protocol):
                     return
                 self._request_done()
                 view = memoryview(joined[end + 7 :])
+        if new_head and self.phase == HEAD and self._timer is None:
+            self._arm(self.guard.header_timeout, "header")
 
     def _frame_head(self, view: memoryview) -> memoryview:
         start = max(0, len(self._head) - 3)
@@ -290,7 +298,8 @@ class GuardedProtocol(asyncio.Protocol):
             self._arm(self.guard.body_timeout, "body")
         elif length:
             self.phase, self._remaining = BODY, length
-            self._arm(self.guard.body_timeout, "body")
+            if len(rest) < length:  # the rest of the body is still to come
+                self._arm(self.guard.body_timeout, "body")
         else:
             self._request_done()
         return memoryview(rest)

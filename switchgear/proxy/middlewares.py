@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -49,9 +49,16 @@ def _valid_request_id(value: str | None) -> bool:
 
 @web.middleware
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Honour a sane incoming ``x-request-id`` or make one; echo it on the response."""
+    """Honour a sane incoming ``x-request-id`` or make one; echo it on the response.
+
+    A made id is 128 random bits in hex from the process's PRNG (reseeded in each forked
+    child): ids must not collide but need not be secret, and ``os.urandom`` is a system call.
+    """
     incoming = request.headers.get("x-request-id")
-    rid = incoming if incoming is not None and _valid_request_id(incoming) else os.urandom(16).hex()
+    if incoming is not None and _valid_request_id(incoming):
+        rid = incoming
+    else:
+        rid = f"{random.getrandbits(128):032x}"
     request[keys.REQUEST_ID] = rid
     resp = await handler(request)
     if not resp.prepared:

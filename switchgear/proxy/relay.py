@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from switchgear.errors import APIError, UpstreamError, UpstreamTimeout
+from switchgear.plugins.calls import acts_for
 from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
 from switchgear.proxy.frames import CHAT_FRAMES, Frames
@@ -219,7 +220,7 @@ async def _pump(
     """
     ctx, backend = answer.ctx, answer.backend
     rename = answer.model if answer.fallback_from is not None else None
-    rewrite = bool(pm.hook.rewrite_response.get_hookimpls())
+    rewrite = acts_for(pm, "rewrite_response", backend)
     out = _Batch(resp)
     tokens = 0
     chunk = answer.first

@@ -13,6 +13,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -100,12 +101,32 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+#: The collector's thresholds in a serving process. CPython's default (700, 10, 10) runs a
+#: young collection every 700 net allocations; under load the objects of the requests in
+#: flight survive it, are promoted and rescanned, so the collector's cost per request grows
+#: with concurrency (a third of the CPU per request at 64 in flight). Collected this rarely,
+#: a request's objects are freed by reference counting before a collection meets them.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up built (the collector no longer scans it) and collect less often.
+
+    Called once the app is serving, in the serving process only: the modules, settings,
+    plugins and registry are there for the life of the process.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def _serve(settings: Settings, reuse_port: bool) -> None:
     raise_nofile_limit(settings.edge.max_connections + NOFILE_HEADROOM)
     app = create_app(settings)
     runner = await start(
         app, settings, host=settings.listen.host, port=settings.listen.port, reuse_port=reuse_port
     )
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

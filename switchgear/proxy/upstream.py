@@ -50,8 +50,9 @@ from switchgear.errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
+from switchgear.plugins.calls import acts_for
 from switchgear.plugins.manager import adapter_for, chain_sync, first_result_sync
-from switchgear.proxy import shapes
+from switchgear.proxy import shapes, sselines
 from switchgear.proxy.answers import Answer, Attempt, StreamAnswer
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.budget import Budget, first_byte
@@ -235,7 +236,10 @@ class Upstream:
             )
         body = dict(ctx.body)
         body["model"] = ctx.model
-        body = chain_sync(self.pm, "rewrite_request", "body", ctx=ctx, body=body, backend=backend)
+        if acts_for(self.pm, "rewrite_request", backend):
+            body = chain_sync(
+                self.pm, "rewrite_request", "body", ctx=ctx, body=body, backend=backend
+            )
         prep = adapter.prepare(backend, ctx, body)
         att = Attempt(self.state, self.observe, backend, ctx)
         try:
@@ -285,9 +289,10 @@ class Upstream:
                     handed_off = True
                     return answer
             payload = await self._body(att, adapter, resp)
-            payload = chain_sync(
-                self.pm, "rewrite_response", "body", ctx=ctx, body=payload, backend=backend
-            )
+            if acts_for(self.pm, "rewrite_response", backend):
+                payload = chain_sync(
+                    self.pm, "rewrite_response", "body", ctx=ctx, body=payload, backend=backend
+                )
             resp.release()
             if ctx.stream:  # a JSON answer to a stream request: stream it
                 handed_off = True
@@ -304,7 +309,7 @@ class Upstream:
         """The whole answer as one OpenAI body: decoded JSON, or a stream collected."""
         ctx, backend = att.ctx, att.backend
         if not ctx.stream and shapes.is_sse(resp):
-            chunks = adapter.stream(backend, ctx, resp.content.__aiter__())
+            chunks = adapter.stream(backend, ctx, sselines.lines(resp.content))
             try:
                 return await shapes.collect(ctx, chunks, backend.id)
             finally:
@@ -344,7 +349,7 @@ async def _open_stream(
     att: Attempt, adapter: Adapter, resp: aiohttp.ClientResponse
 ) -> StreamAnswer:
     """The stream of ``resp`` once its first chunk arrived (within the ttft deadline)."""
-    chunks = adapter.stream(att.backend, att.ctx, resp.content.__aiter__())
+    chunks = adapter.stream(att.backend, att.ctx, sselines.lines(resp.content))
     try:
         first = await anext(chunks, None)
     except BaseException:
