@@ -7,6 +7,7 @@ from typing import Any
 from unittest import mock
 
 import aiohttp
+import openai
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
@@ -16,6 +17,9 @@ from switchgear.proxy.views.dashboard import DashboardSources, check_access
 from switchgear.types import Action
 from tests.dashboard.conftest import ADMIN_KEY, DashFactory, Sources, config_for
 from tests.fakes import FakeUpstream
+from tests.helpers import poll_until
+
+DETECTOR_PLUGINS = ("switchgear.default_plugins.detectors", "switchgear.default_plugins.policy")
 
 BEARER = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -169,3 +173,39 @@ async def test_access_rules(
     else:
         with pytest.raises(outcome):
             check_access(request)
+
+
+async def test_feed_reports_the_request_rate_of_real_traffic(
+    dash_gateway: DashFactory, upstreams: list[FakeUpstream], http: aiohttp.ClientSession
+) -> None:
+    """Requests sent through the gateway show as requests/s in the feed's series: every
+    request counted once, in the tick it finished in (a rate of 0 would be a broken chart)."""
+    config = config_for(upstreams) | {
+        "detector": {"enabled": True, "resolution_s": 0.25, "scrape_interval_s": 60.0}
+    }
+    gw = await dash_gateway(config, plugins=DETECTOR_PLUGINS)
+    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+    sent = 12
+    for _ in range(sent):
+        await client.chat.completions.create(
+            model="m1", messages=[{"role": "user", "content": "hi"}]
+        )
+    await client.close()
+
+    async def rps_points() -> list[tuple[str, float]]:
+        _, feed = await get(http, gw.url + "/dashboard/feed.json", headers=BEARER)
+        return [
+            (s["backend_id"], p[1])
+            for s in feed["series"]["series"]
+            if s["metric"] == "rps" and s["model"] == "m1"
+            for p in s["points"]
+        ]
+
+    async def counted() -> list[tuple[str, float]] | None:
+        points = await rps_points()
+        total = sum(v for _, v in points) * 0.25
+        return points if round(total) == sent else None
+
+    points = await poll_until(counted, within=10, what="all requests counted in rps")
+    assert max(v for _, v in points) > 0
+    assert {b for b, v in points if v > 0} <= {"m1-a", "m1-b"}
