@@ -81,6 +81,15 @@ def _summary(request: web.Request, status: int) -> telemetry.RequestSummary:
     )
 
 
+def _status_of(exc: BaseException) -> int:
+    """The status a request that raised ``exc`` is recorded with (499: the client left)."""
+    if isinstance(exc, APIError | web.HTTPException):
+        return exc.status
+    if isinstance(exc, asyncio.CancelledError):
+        return 499
+    return 500
+
+
 @web.middleware
 async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One server span per /v1 request (``tracing.enabled``), parent from ``traceparent``."""
@@ -96,11 +105,8 @@ async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = await handler(request)
         status = resp.status
         return resp
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499
+    except BaseException as exc:
+        status = _status_of(exc)
         raise
     finally:
         telemetry.deactivate(token)
@@ -163,14 +169,8 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = await handler(request)
         status = resp.status
         return resp
-    except APIError as exc:
-        status = exc.status
-        raise
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499
+    except BaseException as exc:
+        status = _status_of(exc)
         raise
     finally:
         m.in_flight.dec()
