@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from switchgear.proxy.app import create_app
@@ -224,6 +224,16 @@ def test_openapi_describes_every_proxied_route(spec):
     assert paths["/v1/chat/completions"]["post"]["requestBody"]["required"] is True
 
 
+#: A smallest valid body per proxied path: the draw alone sometimes reaches the upstream
+#: with none (the schemas accept far more shapes than the gateway serves).
+VALID: dict[str, dict[str, Any]] = {
+    "/v1/chat/completions": {"model": "m1", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/completions": {"model": "m1", "prompt": "hi"},
+    "/v1/embeddings": {"model": "m1", "input": "hi"},
+    "/v1/responses": {"model": "m1", "input": "hi"},
+}
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -251,6 +261,8 @@ def test_fuzz_request_bodies(served, spec, path):
         assert_sane(status, headers, out)
         seen.add(status)
 
+    if path in VALID:  # always one request that must go all the way, whatever the draw
+        run = example(body=VALID[path], auth={"Authorization": f"Bearer {API_KEY}"})(run)
     run()
     assert 400 in seen and 401 in seen  # the fuzz reached validation, not only auth
     if path.startswith("/v1/"):
