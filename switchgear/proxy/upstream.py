@@ -182,12 +182,19 @@ class Upstream:
         wait = first_byte(pol.timeouts, stream=ctx.stream)
         for attempt in range(pol.retries.attempts):
             backend = _pick(candidates, tried, self.state, skip)
-            if backend is None or budget.attempt_timeout(wait, until) <= delay:
+            if backend is None:
+                break
+            if budget.attempt_timeout(wait, until) <= delay:
+                self.state.neutral(backend.id)  # release a half-open probe it was admitted as
                 break
             if attempt:
                 self.on_retry(ctx.model)
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    try:
+                        await asyncio.sleep(delay)
+                    except asyncio.CancelledError:
+                        self.state.neutral(backend.id)
+                        raise
             tried.add(backend.id)
             try:
                 return await self._attempt(ctx, backend, pol, budget.attempt_timeout(wait, until))
@@ -226,21 +233,17 @@ class Upstream:
     async def _attempt(
         self, ctx: RequestContext, backend: Backend, pol: ModelPolicy, ttft: float
     ) -> Answer | StreamAnswer:
-        """One call to one backend; its outcome is recorded once, on its :class:`Attempt`."""
-        adapter = adapter_for(self.pm, backend)
-        if adapter is None:
-            raise _Retryable(
-                UpstreamError(f"no adapter for protocol {backend.protocol!r}"),
-                "adapter",
-                fault=False,
-            )
-        body = dict(ctx.body)
-        body["model"] = ctx.model
-        if acts_for(self.pm, "rewrite_request", backend):
-            body = chain_sync(
-                self.pm, "rewrite_request", "body", ctx=ctx, body=body, backend=backend
-            )
-        prep = adapter.prepare(backend, ctx, body)
+        """One call to one backend; its outcome is recorded once, on its :class:`Attempt`.
+
+        A failure before the call (no adapter, a plugin's rewrite or ``prepare`` raising) judges
+        nothing about the backend, but releases the half-open probe it may have been admitted as,
+        so the backend is probed again by a later request.
+        """
+        try:
+            adapter, prep = self._prepare(ctx, backend)
+        except BaseException:
+            self.state.neutral(backend.id)
+            raise
         att = Attempt(self.state, self.observe, backend, ctx)
         try:
             try:
@@ -263,6 +266,22 @@ class Upstream:
         except BaseException:
             att.failed(500, "internal", fault=False)
             raise
+
+    def _prepare(self, ctx: RequestContext, backend: Backend) -> tuple[Adapter, PreparedRequest]:
+        adapter = adapter_for(self.pm, backend)
+        if adapter is None:
+            raise _Retryable(
+                UpstreamError(f"no adapter for protocol {backend.protocol!r}"),
+                "adapter",
+                fault=False,
+            )
+        body = dict(ctx.body)
+        body["model"] = ctx.model
+        if acts_for(self.pm, "rewrite_request", backend):
+            body = chain_sync(
+                self.pm, "rewrite_request", "body", ctx=ctx, body=body, backend=backend
+            )
+        return adapter, adapter.prepare(backend, ctx, body)
 
     async def _exchange(
         self, att: Attempt, adapter: Adapter, prep: PreparedRequest, pol: ModelPolicy, ttft: float

@@ -179,6 +179,11 @@ async def _exercise(sdk: AsyncOpenAI, cluster: ConsulCluster, registry, workers)
     for _ in range(3):
         assert "dc=dc2" in await ask()
 
+    # The gateway has seen dc1's check turn critical before it starts again, so the wait
+    # below is for the new process's registration, not the stale one.
+    await wait_until(
+        registry, lambda: [b.datacenter for b in registry.backends("tiny")] == ["dc2"], within=10.0
+    )
     workers["dc1"].start()  # same port and service id: it registers again
     await wait_until(registry, lambda: len(registry.backends("tiny")) == 2, within=90.0)
     start = loop.time()

@@ -122,3 +122,40 @@ async def test_eject_and_readmit_through_admin_api(upstream, gateway, http):
             assert r.status == 200 and (await r.json())["healthy"] is True
         out = await client.chat.completions.create(model="m1", messages=MSG)
     assert out.choices[0].message.content
+
+
+async def test_a_probe_refused_before_the_call_is_released(upstream, gateway):
+    """A plugin refusing the request the half-open probe was admitted for (APIError before
+    any byte reaches the backend) judges nothing: the next request probes again and closes."""
+    from switchgear import hookimpl
+    from switchgear.errors import InvalidRequest
+
+    class Refuser:
+        refuse = False
+
+        @hookimpl
+        def rewrite_request(self, ctx, body, backend):
+            if self.refuse:
+                raise InvalidRequest("refused by policy")
+            return None
+
+    refuser = Refuser()
+    up = await upstream("m1")
+    gw = await gateway(
+        {"backends": backends(up), "breaker": {"failures": 1, "cooldown": 5}},
+        plugins=(refuser,),
+    )
+    state = gw.app[BACKEND_STATE]
+    clock = Clock()
+    state.clock = clock
+    state.failure(up.url, "drill")
+    assert state.get(up.url).state == OPEN
+    clock.now += 5
+    async with gw.openai() as client:
+        refuser.refuse = True
+        with pytest.raises(openai.BadRequestError):
+            await client.chat.completions.create(model="m1", messages=MSG)
+        assert state.healthy(up.url)  # the probe slot is free again
+        refuser.refuse = False
+        out = await client.chat.completions.create(model="m1", messages=MSG)
+    assert out.choices[0].message.content and state.get(up.url).state == CLOSED
