@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from switchgear.errors import InvalidRequest, UpstreamError, for_status
 from switchgear.proxy import keys
 from switchgear.proxy.rollout_traffic import Rule, TrafficShare, Window, verdict
 from switchgear.types import Backend
@@ -126,6 +127,24 @@ class Rollouts:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return ro
+
+    async def preflight(self, plan: RolloutPlan, backends: list[Backend]) -> None:
+        """Ask every worker what its ``/admin/swap`` would refuse before loading anything
+        (``/admin/swap/preflight``): the first refusal is raised with the worker's status and
+        reason, so a bad path is a synchronous 4xx and no worker is drained for it."""
+        body = {"model_name_or_path": plan.path, **plan.swap}
+        answers = await asyncio.gather(*(self._admin(b, "swap/preflight", body) for b in backends))
+        for backend, (status, out) in zip(backends, answers, strict=True):
+            if status >= 500 or status == 401:  # 401: the worker admin key is wrong
+                raise UpstreamError(f"{backend.id}: preflight failed: {_reason(out, status)}")
+            if status != 200:
+                err = out.get("error") if isinstance(out.get("error"), dict) else {}
+                refusal = for_status(status, f"{backend.id}: {_reason(out, status)}")
+                if refusal.type == "server_error":  # 422 and others without a class of their own
+                    refusal = InvalidRequest(refusal.message, status=status)
+                refusal.param = err.get("param")
+                refusal.code = err.get("code") or "rollout_refused"
+                raise refusal
 
     async def _run(self, ro: Rollout, backends: list[Backend]) -> None:
         try:

@@ -116,6 +116,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/health", health.health)
     r.add_get("/metrics", health.metrics)
     r.add_post("/admin/swap", admin.swap)
+    r.add_post("/admin/swap/preflight", admin.preflight)
     r.add_post("/admin/rollback", admin.rollback)
     r.add_post("/admin/restart", admin.restart)
     r.add_get("/admin/backups", admin.backups)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from switchgear.proxy import keys
 from switchgear.worker.app import worker_info
 from tests.helpers import poll_until
 from tests.rollout.conftest import ADMIN_HEADERS, Load
@@ -125,17 +126,50 @@ async def test_bad_rollout_requests_are_openai_shaped_4xx(
             assert r.status == want and got["error"]["param"] == param, (body, got)
     async with http.post(url, json={"model": "tiny", "path": "/etc"}, headers={}) as r:
         assert r.status == 401
-    status, ro = await _start(http, f, Path("/etc"))
-    final = await _finished(http, f, ro["id"], 30)
-    assert final["state"] == "refused" and "model roots" in final["reason"], final
-    async with http.get(f.gateway.url + "/admin/dashboard.json", headers=GW_ADMIN) as r:
-        feed = await r.json()
-    assert [(x["id"], x["state"]) for x in feed["rollouts"]] == [(ro["id"], "refused")]
 
 
-async def test_cli_starts_a_rollout_and_follows_it(fleet: Any) -> None:
+async def test_a_bad_candidate_is_refused_before_any_worker_is_drained(
+    fleet: Any, http: aiohttp.ClientSession, tiny: Path, tmp_path: Path
+) -> None:
+    """Every worker is asked first: outside the roots 403, missing 400, no weights or an
+    unreadable config 422, each with the worker's reason; no rollout starts."""
+    import shutil
+
     f = await fleet()
-    args = ["rollout", "tiny", "/etc", "--url", f.gateway.url, "--admin-key", "gw-admin"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny, broken)
+    (broken / "config.json").write_text("{not json")
+    cases = [
+        (Path("/etc"), 403, "model roots"),
+        (tmp_path / "missing", 400, "does not exist"),
+        (empty, 422, "no safetensors"),
+        (broken, 422, "no usable config"),
+    ]
+    for path, want, why in cases:
+        status, out = await _start(http, f, path)
+        assert status == want, (path, out)
+        err = out["error"]
+        assert why in err["message"] and err["message"].startswith(("w0: ", "w1: ", "w2: "))
+        assert err["param"] == "model_name_or_path" and err["type"].endswith("_error"), out
+        assert err["type"] != "server_error", out
+    body = {"model": "tiny", "path": str(tiny), "options": {"reference": "/etc"}}
+    async with http.post(f.gateway.url + "/admin/rollouts", json=body, headers=GW_ADMIN) as r:
+        assert r.status == 403 and (await r.json())["error"]["param"] == "reference"
+    async with http.get(f.gateway.url + "/admin/rollouts", headers=GW_ADMIN) as r:
+        assert (await r.json())["data"] == []
+    state = f.gateway.app[keys.BACKEND_STATE]
+    assert all(
+        not state.describe(b.id)["ejected"] for b in f.gateway.app[keys.REGISTRY].backends("tiny")
+    )
+    assert [await f.served_path(http, i) for i in range(3)] == [str(tiny)] * 3
+
+
+async def test_cli_starts_a_rollout_and_follows_it(fleet: Any, tiny: Path, tmp_path: Path) -> None:
+    f = await fleet()
+    bad = corrupt(tiny, tmp_path / "nan")  # loads, then the gates refuse it at the first worker
+    args = ["rollout", "tiny", str(bad), "--url", f.gateway.url, "--admin-key", "gw-admin"]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -149,14 +183,14 @@ async def test_cli_starts_a_rollout_and_follows_it(fleet: Any) -> None:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     text = out.decode()
     assert proc.returncode == 1, (text, err.decode())
-    assert "rollout " in text and "w0=refused" in text and "model roots" in text, text
+    assert "rollout " in text and "w0=refused" in text and "finite" in text, text
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "switchgear.cli",
         "rollout",
-        "nope",
-        "/x",
+        "tiny",
+        "/etc",
         "--url",
         f.gateway.url,
         "--admin-key",
@@ -166,4 +200,5 @@ async def test_cli_starts_a_rollout_and_follows_it(fleet: Any) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1 and "error (404)" in err.decode(), err.decode()
+    assert proc.returncode == 1 and "error (403)" in err.decode(), err.decode()
+    assert "model roots" in err.decode(), err.decode()

@@ -4,9 +4,12 @@ The body: ``{"model": NAME, "path": CANDIDATE, "steps": [10, 50], "options": {..
 ``options``: ``step_seconds``, ``min_samples``, ``latency_ratio``, ``error_gap``,
 ``drain_timeout_s`` and what the workers' ``/admin/swap`` takes (``quantization``,
 ``dtype``, ``reference``, ``force``). 202 with the rollout; 404 for a model without
-backends, 400 for bad input, 409 while a rollout of that model runs. A candidate path the
-workers refuse (outside their model roots, missing, failing the gates) ends the rollout at
-the first worker as ``refused``, with the worker's reason.
+backends, 400 for bad input, 409 while a rollout of that model runs. Before any worker is
+drained, every worker is asked what its swap would refuse without loading the model
+(``/admin/swap/preflight``): a candidate path outside its model roots (403), missing (400),
+or with no weights or no usable config (422) is answered with that status and the worker's
+reason; an unreachable worker is 502. A candidate that loads but fails the gates ends the
+rollout at the first worker as ``refused``, with the gates' reason.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ async def start(request: web.Request) -> web.Response:
     ]
     if not backends:
         raise ModelNotFound(f"no switchgear worker serves model {plan.model!r}", param="model")
+    await rollouts.preflight(plan, backends)
+    if plan.model in rollouts.running:  # started by another request during the preflight
+        raise Conflict(f"a rollout of {plan.model} is already running", code="rollout_running")
     return _json(rollouts.start(plan, backends).to_dict(), 202)
 
 

@@ -1,7 +1,9 @@
-"""Admin routes (admin key, Bearer): /admin/swap, /admin/rollback, /admin/backups, /admin/faults."""
+"""Admin routes (admin key, Bearer): /admin/swap, /admin/swap/preflight, /admin/rollback,
+/admin/restart, /admin/backups, /admin/faults."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from pathlib import Path
 from typing import Any
@@ -10,12 +12,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from switchgear.auth import bearer_token, match_key
-from switchgear.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from switchgear.errors import AuthenticationFailed, ConfigError, InvalidRequest, PermissionDenied
 from switchgear.settings.worker import ModelSpec
 from switchgear.worker.faults import Faults
 from switchgear.worker.gates import parse_force
 from switchgear.worker.keys import ADMIN_KEY, FAULTS, SETTINGS, SLOT, SWAP_LISTENERS
-from switchgear.worker.loading import model_path
+from switchgear.worker.loading import checkpoint_files, detect_format, model_path
 from switchgear.worker.views.common import json_response, parse
 
 
@@ -121,6 +123,48 @@ async def swap(request: web.Request) -> web.Response:
         check_root(request.app, body.reference, "reference")
     out = await swap_to(request.app, body)
     return json_response(out, 200 if out["ok"] else 422)
+
+
+def _loadable(path: str, param: str, trust_remote_code: bool) -> dict[str, Any]:
+    """What a swap would find at ``path`` without loading it: format, weight files and a
+    config that parses (run on a thread: it reads the disk)."""
+    from transformers import AutoConfig
+
+    try:
+        fmt, directory = detect_format(model_path(path))
+        files = checkpoint_files(model_path(path), fmt)
+        if not files:
+            raise ConfigError(param, f"{path} holds no {fmt} weight files")
+        config = AutoConfig.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
+    except ConfigError as exc:
+        raise InvalidRequest(
+            exc.reason, param=param, code="model_not_loadable", status=422
+        ) from None
+    except (OSError, ValueError) as exc:  # no or broken config.json, unknown model_type
+        raise InvalidRequest(
+            f"{param}: {path} has no usable config: {exc}".splitlines()[0],
+            param=param,
+            code="model_not_loadable",
+            status=422,
+        ) from None
+    return {"format": fmt, "files": len(files), "model_type": config.model_type}
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """What ``/admin/swap`` would refuse before loading anything: a path outside the model
+    roots (403), a missing path (400), no weights or no usable config (422). 200 with the
+    candidate's format and model type otherwise; the gates still judge the loaded model."""
+    require_admin(request)
+    body: SwapBody = await parse(request, SwapBody)
+    spec = request.app[SLOT].spec
+    trust = bool(spec and spec.trust_remote_code)
+    check_root(request.app, body.model_name_or_path)
+    found = await asyncio.to_thread(_loadable, body.model_name_or_path, "model_name_or_path", trust)
+    if body.reference:
+        check_root(request.app, body.reference, "reference")
+        await asyncio.to_thread(_loadable, body.reference, "reference", trust)
+    out = {"ok": True, **found}
+    return json_response(out)
 
 
 async def restart(request: web.Request) -> web.Response:
