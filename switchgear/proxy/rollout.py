@@ -138,7 +138,8 @@ class Rollouts:
             if status >= 500 or status == 401:  # 401: the worker admin key is wrong
                 raise UpstreamError(f"{backend.id}: preflight failed: {_reason(out, status)}")
             if status != 200:
-                err = out.get("error") if isinstance(out.get("error"), dict) else {}
+                err = out.get("error")
+                err = err if isinstance(err, dict) else {}
                 refusal = for_status(status, f"{backend.id}: {_reason(out, status)}")
                 if refusal.type == "server_error":  # 422 and others without a class of their own
                     refusal = InvalidRequest(refusal.message, status=status)
