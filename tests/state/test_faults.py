@@ -118,12 +118,14 @@ async def test_slow_redis_costs_one_timeout_then_local_limits_with_a_share(
     store = gw.app[FLEET].store
     await until(lambda: _value(store.up), 5, "Redis answers again")
     # Back on the shared bucket: 10 minus the first request, minus the one whose call timed
-    # out, which Redis still ran when it woke up (a timed-out call may have happened).
+    # out if Redis still ran it when it woke up (a timed-out call may or may not have
+    # happened: on a loaded host the client may not have sent it before its deadline).
     got = []
     for _ in range(10):
         async with http.post(url, json=BODY) as r:
             got.append(r.status)
-    assert got == [200] * 8 + [429] * 2
+    passed = got.count(200)
+    assert passed in (8, 9) and got == [200] * passed + [429] * (10 - passed), got
     assert gw.app[RATE_LIMITER].fleet is gw.app[FLEET]
 
 
