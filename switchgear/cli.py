@@ -7,12 +7,12 @@ torch, and a missing optional extra is reported as a clear message.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
+from switchgear import cli_commands as commands
 from switchgear.errors import ConfigError
 
 _ML_MODULES = {
@@ -24,23 +24,6 @@ _ML_MODULES = {
     "safetensors",
     "psutil",
 }
-
-
-def _call(target: str, **kwargs: Any) -> int:
-    module_name, func_name = target.split(":")
-    module = importlib.import_module(module_name)
-    func: Callable[..., int | None] = getattr(module, func_name)
-    return int(func(**kwargs) or 0)
-
-
-def _meta(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--meta expects key=value, got {pair!r}")
-        out[key] = value
-    return out
 
 
 Args = argparse.Namespace
@@ -76,7 +59,7 @@ def _add_serve(sub: Commands) -> None:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--workers", type=int)
-    s.set_defaults(run=_serve)
+    s.set_defaults(run=commands.serve)
 
 
 def _add_worker(sub: Commands) -> None:
@@ -89,7 +72,7 @@ def _add_worker(sub: Commands) -> None:
     w.add_argument("--quantization")
     w.add_argument("--dtype")
     w.add_argument("--device")
-    w.set_defaults(run=_worker)
+    w.set_defaults(run=commands.worker)
 
 
 def _add_up(sub: Commands) -> None:
@@ -98,7 +81,7 @@ def _add_up(sub: Commands) -> None:
     up.add_argument("--gateway", dest="gateway_config", required=True)
     up.add_argument("--gateway-port", "--port", dest="gateway_port", type=int)
     up.add_argument("--worker-port", dest="worker_port", type=int)
-    up.set_defaults(run=_up)
+    up.set_defaults(run=commands.up)
 
 
 def _add_config(sub: Commands) -> None:
@@ -106,7 +89,7 @@ def _add_config(sub: Commands) -> None:
     csub = c.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", help="validate a config file")
     cc.add_argument("file")
-    c.set_defaults(run=_config)
+    c.set_defaults(run=commands.config)
 
 
 def _add_model(sub: Commands) -> None:
@@ -121,7 +104,7 @@ def _add_model(sub: Commands) -> None:
     mt.add_argument("--vocab", type=int, default=1024)
     mt.add_argument("--format", choices=["safetensors", "bin", "pt", "onnx"], default="safetensors")
     mt.add_argument("--tokenizer", choices=["mixed", "english"], default="mixed")
-    m.set_defaults(run=_model)
+    m.set_defaults(run=commands.model)
 
 
 def _add_swap_check(sub: Commands) -> None:
@@ -131,13 +114,13 @@ def _add_swap_check(sub: Commands) -> None:
     sc.add_argument("--quantization")
     sc.add_argument("--eval", dest="eval_file")
     sc.add_argument("--config", "-c")
-    sc.set_defaults(run=_swap_check)
+    sc.set_defaults(run=commands.swap_check)
 
 
 def _add_doctor(sub: Commands) -> None:
     doc = sub.add_parser("doctor", help="check the environment before a swap")
     doc.add_argument("--config", "-c")
-    doc.set_defaults(run=_doctor)
+    doc.set_defaults(run=commands.doctor)
 
 
 def _add_detect(sub: Commands) -> None:
@@ -151,7 +134,7 @@ def _add_detect(sub: Commands) -> None:
     d.add_argument(
         "--calibrate", action="store_true", help="calibrated scores (detector param calibrate)"
     )
-    d.set_defaults(run=_detect)
+    d.set_defaults(run=commands.detect)
 
 
 def _add_plugins(sub: Commands) -> None:
@@ -164,7 +147,7 @@ def _add_plugins(sub: Commands) -> None:
     pli.add_argument("names", nargs="+")
     plu = plsub.add_parser("uninstall")
     plu.add_argument("names", nargs="+")
-    pl.set_defaults(run=_plugins)
+    pl.set_defaults(run=commands.plugins)
 
 
 def _add_registration(sub: Commands) -> None:
@@ -176,11 +159,11 @@ def _add_registration(sub: Commands) -> None:
     r.add_argument("--protocol", default="openai")
     r.add_argument("--meta", nargs="*", default=[])
     r.add_argument("--config", "-c")
-    r.set_defaults(run=_register)
+    r.set_defaults(run=commands.register)
     dr = sub.add_parser("deregister", help="remove an external backend from Consul")
     dr.add_argument("service_id")
     dr.add_argument("--config", "-c")
-    dr.set_defaults(run=_deregister)
+    dr.set_defaults(run=commands.deregister)
 
 
 def _add_rollout(sub: Commands) -> None:
@@ -192,7 +175,7 @@ def _add_rollout(sub: Commands) -> None:
     ro.add_argument("--admin-key", help="default: $SWITCHGEAR_ADMIN_KEY")
     ro.add_argument("--no-wait", dest="wait", action="store_false")
     ro.add_argument("--option", nargs="*", default=[], help="e.g. step_seconds=10")
-    ro.set_defaults(run=_rollout)
+    ro.set_defaults(run=commands.rollout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,125 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: Args) -> int:
     run: Callable[[Args], int] = args.run
     return run(args)
-
-
-# --- one function per command: its arguments to the keyword arguments of its target -----
-
-
-def _serve(a: Args) -> int:
-    return _call(
-        "switchgear.settings.check:serve_cli",
-        config=a.config,
-        host=a.host,
-        port=a.port,
-        workers=a.workers,
-    )
-
-
-def _worker(a: Args) -> int:
-    return _call(
-        "switchgear.worker.server:serve_from_cli",
-        config=a.config,
-        model_path=a.model_path,
-        name=a.name,
-        host=a.host,
-        port=a.port,
-        quantization=a.quantization,
-        dtype=a.dtype,
-        device=a.device,
-    )
-
-
-def _up(a: Args) -> int:
-    return _call(
-        "switchgear.launcher:up",
-        worker_config=a.worker_config,
-        gateway_config=a.gateway_config,
-        gateway_port=a.gateway_port,
-        worker_port=a.worker_port,
-    )
-
-
-def _config(a: Args) -> int:
-    return _call("switchgear.settings.check:check_file", path=a.file)
-
-
-def _model(a: Args) -> int:
-    return _call(
-        "switchgear.worker.tiny:make_tiny_cli",
-        out_dir=a.dir,
-        arch=a.arch,
-        seed=a.seed,
-        layers=a.layers,
-        hidden=a.hidden,
-        vocab=a.vocab,
-        fmt=a.format,
-        tokenizer=a.tokenizer,
-    )
-
-
-def _swap_check(a: Args) -> int:
-    return _call(
-        "switchgear.worker.swapcheck:swap_check_cli",
-        old=a.old,
-        new=a.new,
-        quantization=a.quantization,
-        eval_file=a.eval_file,
-        config=a.config,
-    )
-
-
-def _doctor(a: Args) -> int:
-    return _call("switchgear.worker.doctor:doctor_cli", config=a.config)
-
-
-def _detect(a: Args) -> int:
-    return _call(
-        "switchgear.detector.offline:detect_cli",
-        path=a.file,
-        detector=a.detector,
-        out=a.out,
-        online=a.online,
-        calibrate=a.calibrate,
-    )
-
-
-def _plugins(a: Args) -> int:
-    if a.plugins_command == "list":
-        return _call("switchgear.plugins.commands:list_cli", config=a.config, as_json=a.json)
-    return _call(f"switchgear.plugins.commands:{a.plugins_command}_cli", names=a.names)
-
-
-def _register(a: Args) -> int:
-    return _call(
-        "switchgear.discovery.commands:register_cli",
-        url=a.url,
-        model=a.model,
-        dc=a.dc,
-        service_id=a.service_id,
-        protocol=a.protocol,
-        meta=_meta(a.meta),
-        config=a.config,
-    )
-
-
-def _deregister(a: Args) -> int:
-    return _call(
-        "switchgear.discovery.commands:deregister_cli", service_id=a.service_id, config=a.config
-    )
-
-
-def _rollout(a: Args) -> int:
-    return _call(
-        "switchgear.proxy.rollout_cli:rollout_cli",
-        model=a.model,
-        path=a.path,
-        url=a.url,
-        steps=a.steps,
-        admin_key=a.admin_key,
-        wait=a.wait,
-        options=_meta(a.option),
-    )
 
 
 if __name__ == "__main__":

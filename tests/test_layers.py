@@ -8,7 +8,7 @@ Layers, lowest first; a module may import its own layer and the ones below it:
 2. ``discovery``, ``detector``
 3. ``worker``, ``proxy`` — peers: neither imports the other
 4. ``default_plugins`` (the built-in plugins)
-5. ``cli``, ``launcher``
+5. ``cli`` (and ``cli_commands``), ``launcher``
 6. the compat aliases ``switchgear.plugins.adapters`` and ``switchgear.plugins.builtin``,
    which re-export built-ins under their old names (nothing in switchgear imports them)
 
@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "switchgear.default_plugins": 4,
     "switchgear.orchestrators": 4,
     "switchgear.cli": 5,
+    "switchgear.cli_commands": 5,
     "switchgear.launcher": 5,
     # `config check` and `serve`: they check settings against every plugin, so sit on top.
     "switchgear.settings.check": 5,
