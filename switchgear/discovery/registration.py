@@ -10,7 +10,8 @@
 
 Every registration carries an HTTP check (interval, timeout, DeregisterCriticalServiceAfter)
 that the agent runs; new checks start ``critical``, so a backend is routed to only after its
-first passing check.
+first passing check. What is registered (:class:`ServiceSpec`, Meta rules) is built in
+:mod:`switchgear.discovery.service_spec`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import consul
 from aiohttp import web
@@ -35,120 +33,29 @@ from switchgear.discovery.consul_client import (
     classify,
     make_client,
 )
+from switchgear.discovery.service_spec import (
+    ServiceSpec,
+    clean_meta,
+    external_spec,
+    labels,
+    worker_spec,
+)
 from switchgear.settings.consul import ConsulSettings, seconds
-from switchgear.urls import check_health_path
 
 log = logging.getLogger("switchgear.discovery.registration")
 
-_META_KEY = re.compile(r"[^A-Za-z0-9_-]")
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    """One service instance as registered with the agent (all Consul needs, nothing more)."""
-
-    name: str
-    service_id: str
-    address: str
-    port: int
-    check_url: str
-    tags: tuple[str, ...] = ()
-    meta: Mapping[str, str] = field(default_factory=dict)
-    check_interval: str = "2s"
-    check_timeout: str = "1s"
-    deregister_after: str = "1m"
-
-
-def clean_meta(values: Mapping[str, Any]) -> dict[str, str]:
-    """Consul's Meta rules: keys ``[A-Za-z0-9_-]`` ≤128 not starting ``consul-``, string values
-    ≤512; lists become comma-separated, None is dropped."""
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        k = _META_KEY.sub("_", str(key))[:128]
-        if not k or k.startswith("consul-"):
-            continue
-        if isinstance(value, list | tuple):
-            value = ",".join(str(v) for v in value)
-        out[k] = str(value)[:512]
-    return dict(list(out.items())[:64])
-
-
-def _labels(settings: ConsulSettings) -> dict[str, Any]:
-    return {**settings.meta, "cloud": settings.cloud, "region": settings.region}
-
-
-def worker_spec(
-    settings: ConsulSettings, info: Mapping[str, Any], address: str, port: int
-) -> ServiceSpec:
-    """The spec of a worker: ``info`` holds model, quantization, context_length, languages, device."""
-    advertised = settings.address or ("" if address in ("0.0.0.0", "::", "") else address)
-    probe_host = advertised or "127.0.0.1"  # the agent runs on the worker's own host
-    if ":" in probe_host:
-        probe_host = f"[{probe_host}]"
-    sid = settings.service_id or f"{settings.service}-{socket.gethostname()}-{port}"
-    return ServiceSpec(
-        name=settings.service,
-        service_id=sid,
-        address=advertised,
-        port=port,
-        check_url=f"http://{probe_host}:{port}{settings.check.path}",
-        tags=tuple(settings.tags),
-        meta=clean_meta({**_labels(settings), **info}),
-        check_interval=settings.check.interval,
-        check_timeout=settings.check.timeout,
-        deregister_after=settings.check.deregister_critical_service_after,
-    )
-
-
-def external_spec(
-    settings: ConsulSettings,
-    url: str,
-    model: str,
-    *,
-    service_id: str | None = None,
-    protocol: str = "openai",
-    meta: Mapping[str, str] | None = None,
-) -> ServiceSpec:
-    """The spec of an external backend at ``url`` (its API base, e.g. ``http://10.0.0.5:8000/v1``).
-
-    ``meta['health_path']`` overrides the probed path (default ``settings.check.path`` on the
-    URL's origin).
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    extra = dict(meta or {})
-    # A path only: "@169.254.169.254/..." or "//evil/..." would move the check to another host.
-    health = check_health_path(extra.pop("health_path", settings.check.path))
-    host = parts.hostname
-    origin = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
-    if urlsplit(origin + health).hostname != host:
-        raise ValueError(f"health_path {health!r} leaves the backend's host")
-    sid = service_id or f"{settings.service}-{_META_KEY.sub('-', model)}-{host}-{port}"
-    values = {
-        **_labels(settings),
-        **extra,
-        "model": model,
-        "protocol": protocol,
-        "scheme": parts.scheme,
-        "url_path": parts.path.rstrip("/"),
-        "external": "true",
-    }
-    return ServiceSpec(
-        name=settings.service,
-        service_id=sid,
-        address=host,
-        port=port,
-        check_url=origin + health,
-        tags=tuple(settings.tags),
-        meta=clean_meta(values),
-        check_interval=settings.check.interval,
-        check_timeout=settings.check.timeout,
-        deregister_after=settings.check.deregister_critical_service_after,
-    )
+__all__ = [
+    "RegistrationContext",
+    "ServiceRegistration",
+    "ServiceSpec",
+    "clean_meta",
+    "deregister_backend",
+    "external_spec",
+    "register_backend",
+    "register_external",
+    "registration_context",
+    "worker_spec",
+]
 
 
 async def _register(client: Any, spec: ServiceSpec, token: str | None) -> None:
@@ -332,7 +239,7 @@ class RegistrationContext:
     async def refresh(self) -> None:
         """Re-read ``info()`` and update Meta (call after a hot swap)."""
         if self.registration is not None:
-            await self.registration.update_meta({**_labels(self.settings), **self.info()})
+            await self.registration.update_meta({**labels(self.settings), **self.info()})
 
 
 def registration_context(
