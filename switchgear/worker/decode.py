@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from switchgear.worker.engine import GenEvent, TokenLogprob, new_generator
+from switchgear.worker.generation import GenEvent, TokenLogprob, new_generator
 from switchgear.worker.logits import process, token_logprob
 
 if TYPE_CHECKING:
-    from switchgear.worker.engine import EngineMetrics, _Request
+    from switchgear.worker.engine import _Request
+    from switchgear.worker.generation import EngineMetrics
     from switchgear.worker.loading import ModelBundle
 
 

@@ -18,69 +18,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from switchgear.worker.generation import (
+    EngineMetrics,
+    GenEvent,
+    NoMetrics,
+    SamplingParams,
+)
 from switchgear.worker.loading import ModelBundle
 
 log = logging.getLogger("switchgear.worker.engine")
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingParams:
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    logprobs: int | None = None  # None: off; k: the chosen token's and the k most likely
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logit_bias: tuple[tuple[int, float], ...] = ()
-    constraint: Any = None  # a :class:`switchgear.worker.structured.Constraint`
-
-
-@dataclass(frozen=True, slots=True)
-class TokenLogprob:
-    """One sampled token: its text, log-probability and the most likely alternatives."""
-
-    token: str
-    logprob: float
-    top: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class GenEvent:
-    """A text delta; the last event of a request carries ``finish_reason``."""
-
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    logprobs: tuple[TokenLogprob, ...] = ()
-
-
-class EngineMetrics(Protocol):
-    def set_queue_depth(self, n: int) -> None: ...
-    def observe_batch(self, size: int) -> None: ...
-    def observe_ttft(self, seconds: float) -> None: ...
-    def add_tokens(self, n: int, seconds: float) -> None: ...
-    def observe_cancel(self) -> None: ...
-
-
-class _NoMetrics:
-    def set_queue_depth(self, n: int) -> None: ...
-    def observe_batch(self, size: int) -> None: ...
-    def observe_ttft(self, seconds: float) -> None: ...
-    def add_tokens(self, n: int, seconds: float) -> None: ...
-    def observe_cancel(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -123,7 +78,7 @@ class Engine:
         self.bundle = bundle
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_ms / 1000
-        self.metrics: EngineMetrics = metrics or _NoMetrics()
+        self.metrics: EngineMetrics = metrics or NoMetrics()
         self._pending: collections.deque[_Request | _Job] = collections.deque()
         self._cond = threading.Condition()
         self._running = threading.Event()
@@ -323,9 +278,3 @@ def _fail(item: _Request | _Job, exc: BaseException) -> None:
         item.loop.call_soon_threadsafe(_set_exc, item.future, exc)
     else:
         item.emit(exc)
-
-
-def new_generator(seed: int | None) -> Any:
-    import torch
-
-    return torch.Generator().manual_seed(seed if seed is not None else random.getrandbits(63))

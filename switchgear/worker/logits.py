@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 from typing import TYPE_CHECKING, Any
 
-from switchgear.worker.engine import SamplingParams, TokenLogprob
+from switchgear.worker.generation import SamplingParams, TokenLogprob
 
 if TYPE_CHECKING:
     from switchgear.worker.loading import ModelBundle

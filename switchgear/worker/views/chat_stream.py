@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from switchgear.worker.engine import GenEvent, SamplingParams, TokenLogprob
+from switchgear.worker.generation import GenEvent, SamplingParams, TokenLogprob
 from switchgear.worker.views.chat_tools import ToolPlan, answer, call_deltas
 from switchgear.worker.views.common import events, stream_sse, usage
 from switchgear.worker.views.params import chat_logprobs

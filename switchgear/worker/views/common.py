@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from switchgear.bodies import read_json_object
 from switchgear.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
-from switchgear.worker.engine import EngineClosed, GenEvent, SamplingParams, TokenLogprob
+from switchgear.worker.engine import EngineClosed
+from switchgear.worker.generation import GenEvent, SamplingParams, TokenLogprob
 from switchgear.worker.keys import SETTINGS, SLOT
 from switchgear.worker.views.params import logit_bias, refuse_unknown
 

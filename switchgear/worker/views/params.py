@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from switchgear.errors import InvalidRequest
-from switchgear.worker.engine import SamplingParams, TokenLogprob
+from switchgear.worker.generation import SamplingParams, TokenLogprob
 
 
 def refuse_unknown(body: BaseModel) -> None:
