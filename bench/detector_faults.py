@@ -61,6 +61,7 @@ class Stretch:
     target: str | None  # what an action should name; None: a clean stretch
     rps: float = 5.0
     ramp_to: float | None = None
+    want: str | None = None  # the action the issue asks for; reported first when taken
 
 
 def free_port() -> int:
@@ -83,13 +84,19 @@ def schedule(quick: bool, median: float) -> list[Stretch]:
         Stretch("recover", r, clean, None),
         Stretch("10x slower, one replica", f, {"tiny-1": slow(10)}, "tiny-1"),
         Stretch("recover", r, clean, None),
-        Stretch("all replicas 10x", 2 * f, {"tiny-1": slow(10), "tiny-2": slow(10)}, "tiny"),
+        Stretch(
+            "all replicas 10x",
+            2 * f,
+            {"tiny-1": slow(10), "tiny-2": slow(10)},
+            "tiny",
+            want="fallback",
+        ),
         Stretch("recover", r, clean, None),
         Stretch("30% errors, one replica", f, {"tiny-1": {"error_rate": 0.3}}, "tiny-1"),
         Stretch("recover", r, clean, None),
         Stretch("leak 5 MB/s, one replica", 2 * f, {"tiny-1": {"leak_mb_per_s": 5}}, "tiny-1"),
         Stretch("recover", r, clean, None),
-        Stretch("load ramp 5 -> 15 rps", 2 * f, clean, "tiny", ramp_to=15.0),
+        Stretch("load ramp 5 -> 15 rps", 2 * f, clean, "tiny", ramp_to=15.0, want="scale_up"),
         Stretch("clean", 2 * r, clean, None),
     ]
 
@@ -223,6 +230,24 @@ async def set_faults(
             resp.raise_for_status()
 
 
+async def settled(http: aiohttp.ClientSession, gateway: str, limit_s: float) -> float:
+    """Wait (up to ``limit_s``) until every ejection has its readmission and every fallback
+    its restore, so that the next fault starts from a fully admitted model; the seconds waited."""
+    t0 = time.time()
+    while time.time() - t0 < limit_s:
+        async with http.get(
+            gateway + "/admin/actions", headers={"Authorization": f"Bearer {KEY}"}
+        ) as r:
+            out: dict[str, int] = {}
+            for a in (await r.json())["actions"]:
+                step = {"eject": 1, "readmit": -1, "fallback": 1, "restore": -1}.get(a["kind"], 0)
+                out[a["target"]] = max(0, out.get(a["target"], 0) + step)
+        if not any(out.values()):
+            break
+        await asyncio.sleep(1.0)  # the poll interval
+    return time.time() - t0
+
+
 def first(times: list[float], start: float, end: float) -> float | None:
     return next((t - start for t in sorted(times) if start <= t < end), None)
 
@@ -252,6 +277,7 @@ def report(stretches: list[tuple[Stretch, float, float]], log: list[Req], action
                 false["envoy"] += len([t for t, _ in ejections if start <= t < end])
             continue
         hit = [a for a in in_st if a["target"] == st.target or st.target == "tiny"]
+        hit.sort(key=lambda a: a["kind"] != st.want)  # stable: the wanted action first
         act = f"{hit[0]['kind']} {hit[0]['target']}" if hit else "none"
         delay = float(hit[0]["ts"]) - start if hit else None  # type: ignore[arg-type]
         env = first([t for t, b in ejections if b == st.target or st.target == "tiny"], start, end)
@@ -292,6 +318,10 @@ async def run(quick: bool) -> int:
                     await asyncio.sleep(1.0)
                 load.rps = 5.0
                 done.append((st, s0, time.time()))
+                if st.name == "recover":
+                    waited = await settled(http, urls["gateway"], 120.0)
+                    if waited >= 1.0:
+                        print(f"waited {waited:.0f} s for readmission after {st.name}")
             loader.cancel()
             await asyncio.gather(loader, return_exceptions=True)
             await asyncio.gather(*load._tasks, return_exceptions=True)

@@ -207,7 +207,8 @@ class DetectorService:
         now = time.time()
         by_id = {b.id: b for b in self._targets()}
         for model in sorted({b.model for b in by_id.values()}):
-            actions, probe = await self.policy.outliers(model, self.control, now)
+            rps = self.model_rps(model) if self.settings.policy.scaling.enabled else []
+            actions, probe = await self.policy.outliers(model, self.control, now, rps)
             self.record(actions)
             for backend_id in probe:
                 if backend_id in by_id:
