@@ -9,7 +9,7 @@ token bucket), and then TAT moves there. ``Retry-After`` is the time until it wo
 concurrent gateways cannot both take the last unit; "now" is Redis's ``TIME``, so the
 gateways' clocks never matter. Keys expire when their bucket is full again.
 
-Calls of one event-loop turn share one pipeline (:mod:`switchgear.state.batch`).
+Calls of one event-loop turn go to Redis as one script call (:mod:`switchgear.state.batch`).
 
 Settling replaces the up-front token estimate by what the answer used: TAT moves by
 ``(used - estimate) * 60 / L`` and never below now (a full bucket does not overflow), so a
