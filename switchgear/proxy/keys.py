@@ -7,7 +7,7 @@ Other parts (the detector, plugins) reach gateway state only through these keys,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -70,6 +70,9 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 PARSED_REQUEST = web.RequestKey("parsed_request", ParsedRequest)
 #: Tokens the answer reported (usage.total_tokens), for the rate limiter's settlement.
 TOKENS_USED = web.RequestKey("tokens_used", int)
+#: The rate limiter's settlement of this request (idempotent): a stream awaits it before its
+#: end reaches the client, so the client's next request, on any gateway, sees the charge.
+SETTLE: web.RequestKey[Callable[[], Awaitable[None]]] = web.RequestKey("settle")
 #: Prompt and completion tokens of the answer, for the token metrics and the server span.
 USAGE = web.RequestKey("usage", Usage)
 #: OpenTelemetry tracing (``tracing``); a no-op unless ``tracing.enabled``.

@@ -268,12 +268,20 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
         )
     if invalid is not None:
         raise invalid
+    settled = False
+
+    async def settle() -> None:
+        nonlocal settled
+        used = request.get(keys.TOKENS_USED)
+        if used is not None and not settled:
+            settled = True
+            await limiter.settle(key, estimate, used)
+
+    request[keys.SETTLE] = settle
     try:
         return await handler(request)
     finally:
-        used = request.get(keys.TOKENS_USED)
-        if used is not None:
-            await limiter.settle(key, estimate, used)
+        await settle()
 
 
 MIDDLEWARES = (request_id, tracing, errors, metrics, auth, body_budget, rate_limit)

@@ -28,7 +28,7 @@ from switchgear.plugins.calls import acts_for
 from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
 from switchgear.proxy.frames import CHAT_FRAMES, Frames
-from switchgear.proxy.keys import PARSED_REQUEST, REQUEST_ID, TOKENS_USED, UPSTREAM, USAGE
+from switchgear.proxy.keys import PARSED_REQUEST, REQUEST_ID, SETTLE, TOKENS_USED, UPSTREAM, USAGE
 from switchgear.proxy.ratelimit import streamed_tokens
 from switchgear.proxy.resume import Transcript, resume
 from switchgear.types import RequestContext
@@ -99,6 +99,9 @@ async def relay_stream(
             )
         request[USAGE] = transcript.final_usage(request.get(PARSED_REQUEST))
     if outcome != "gone":
+        settle = request.get(SETTLE)
+        if settle is not None:  # charged before the client sees the end of the stream
+            await settle()
         await resp.write_eof()
     return resp
 
