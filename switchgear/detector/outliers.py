@@ -114,12 +114,8 @@ class OutlierJudge:
             err = errors / len(w) if w and errors >= self.s.min_errors else 0.0
             med = medians.get(b)
             if med is None:
-                # too few samples for a median, but failing is judged on what there is:
-                # a replica whose requests fail is retried elsewhere and starved of samples
-                failing = err >= self.s.error_rate
-                rep.bad, rep.good = (rep.bad + 1, 0) if failing else (0, 0)
-                reason = self._reason(0.0, None, None, err) if failing else ""
-                out[b] = Verdict(b, len(w), None, err, failing, False, reason)
+                rep.bad = rep.good = 0
+                out[b] = Verdict(b, len(w), None, err, False, False)
                 continue
             peers = [m for p, m in medians.items() if p != b and p not in ejected]
             peer = statistics.median(peers) if peers else None

@@ -17,7 +17,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
 
 from switchgear.detector.control import GatewayControl
 from switchgear.detector.outliers import OutlierJudge
@@ -43,30 +42,6 @@ class Autoscaler:
             level = alpha * x + (1 - alpha) * (level + trend)
             trend = beta * (level - prev) + (1 - beta) * trend
         return max(0.0, level + trend * self.s.horizon_s / self.resolution_s)
-
-    def load_rose(self, rps: Sequence[float]) -> float | None:
-        """How many times the recent requests/s exceeds the level before, when it rose by
-        at least ``load_rise``; None otherwise (or with too little history)."""
-        recent = max(1, int(self.s.load_recent_s / self.resolution_s))
-        gap, before = int(30.0 / self.resolution_s), int(self.s.load_before_s / self.resolution_s)
-        if len(rps) < recent + gap + before // 2:
-            return None
-        now_level = sum(rps[-recent:]) / recent
-        past = sorted(rps[-(recent + gap + before) : -(recent + gap)])
-        level = past[len(past) // 2]
-        if level <= 0 or now_level < self.s.load_rise * level:
-            return None
-        return now_level / level
-
-    def one_more(self, current: int, now: float) -> int | None:
-        """One replica more for a slowdown under load (bounds and cool-down applied)."""
-        if now - self.last_change < self.s.cooldown_s or current >= self.s.max_replicas:
-            return None
-        self.last_change = now
-        return current + 1
-
-    def cooling(self, now: float) -> bool:
-        return now - self.last_change < self.s.cooldown_s
 
     def desired(self, rps: Sequence[float], current: int, now: float) -> int | None:
         """The replica count to ask for, or None to stay (bounds and cool-down applied)."""
@@ -158,22 +133,16 @@ class Policy:
         return out < cap and len(ids) - out > 1
 
     async def outliers(
-        self, model: str, control: GatewayControl, now: float, rps: Sequence[float] = ()
+        self, model: str, control: GatewayControl, now: float
     ) -> tuple[list[Action], list[str]]:
         """Apply the outlier rule to ``model``: the actions taken and the replicas that
-        need a probe request (too few samples to judge). ``rps`` is the model's requests/s
-        history: every replica slow while it rose is load, answered by a scale-out."""
+        need a probe request (too few samples to judge)."""
         out: list[Action] = []
         ids = [b.id for b in control.backends(model)]
         ejected = {b for b in ids if b in self.ejected}
         d = self.judge.decide(
             ids, ejected, control.has_fallback(model), model in self.fallback_active, now
         )
-        if d.fallback is True and self.settings.scaling.enabled:
-            load, scaled = await self._scale_for_load(model, rps, len(ids), control, now)
-            out += scaled
-            if load:  # slow because of load: a scale-out answers it, not the fallback
-                d = replace(d, fallback=None)
         for backend_id, reason in d.eject:
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model
@@ -194,27 +163,6 @@ class Policy:
             self.fallback_active.discard(model)
             out.append(self._record("restore", model, "a replica is healthy again"))
         return out, d.probe
-
-    async def _scale_for_load(
-        self, model: str, rps: Sequence[float], current: int, control: GatewayControl, now: float
-    ) -> tuple[bool, list[Action]]:
-        """Every replica of ``model`` is slow: when its load rose, one replica more (or, while
-        the last scale-out is cooling down, wait for it). (is it load, actions taken)"""
-        res = self.settings.scaling
-        scaler = self.scalers.setdefault(model, Autoscaler(res))
-        rise = scaler.load_rose(rps)
-        if rise is None:
-            return False, []
-        want = scaler.one_more(current, now)
-        if want is None:  # a scale-out is on its way, or the model is at its maximum
-            return scaler.cooling(now), []
-        result = await control.scale(model, want)
-        reason = f"every replica slow while requests/s rose {rise:.1f}x"
-        action = self._record(
-            "scale_up", model, reason, None, replicas=want,
-            reached=result.replicas if result else None,
-        )  # fmt: skip
-        return True, [action]
 
     async def leak(
         self, backend_id: str, rate_mb_s: float, control: GatewayControl, now: float

@@ -207,8 +207,7 @@ class DetectorService:
         now = time.time()
         by_id = {b.id: b for b in self._targets()}
         for model in sorted({b.model for b in by_id.values()}):
-            rps = self.model_rps(model) if self.settings.policy.scaling.enabled else []
-            actions, probe = await self.policy.outliers(model, self.control, now, rps)
+            actions, probe = await self.policy.outliers(model, self.control, now)
             self.record(actions)
             for backend_id in probe:
                 if backend_id in by_id:

@@ -49,12 +49,6 @@ class ScalingSettings(Section):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(4, ge=1)
     cooldown_s: float = Field(120.0, ge=0)
-    #: Every replica slow while the model's requests/s (last ``load_recent_s``) is at least
-    #: ``load_rise`` x its level before (the ``load_before_s`` ending 30 s earlier) is load:
-    #: one replica more, not a fallback (latency under load as a scale signal).
-    load_rise: float = Field(1.5, gt=1)
-    load_recent_s: float = Field(10.0, gt=0)
-    load_before_s: float = Field(60.0, gt=0)
 
 
 class OutlierSettings(Section):
