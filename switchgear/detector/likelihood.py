@@ -72,7 +72,7 @@ class Likelihood:
     def __init__(  # noqa: PLR0913 - keyword-only, one per `detector.params` key
         self,
         *,
-        short: int = 10,
+        short: int = 15,
         long: int = 500,
         reestimate: int = 100,
         warmup: int = 300,

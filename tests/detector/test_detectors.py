@@ -71,7 +71,7 @@ def test_red_zone_is_damped_within_the_averaging_window() -> None:
     from switchgear.detector.likelihood import Likelihood
 
     rng = np.random.default_rng(0)
-    lik = Likelihood()
+    lik = Likelihood(short=10)  # a one-point surprise stands out of a 10-point mean
     for r in rng.uniform(0.0, 0.1, 400):
         lik.update(float(r))
     assert lik.update(1.0) >= THRESHOLD  # a first surprise alerts
