@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/nab.py [--data ../shared/data/nab-dev] [--detectors baseline,stl]
                                   [--jobs 2] [--out DIR] [--split realAWS,artificial]
-                                  [--online] [--calibrate]
+                                  [--online] [--calibrate | --no-calibrate]
 
 Each file is scored causally with :func:`switchgear.detector.offline.score_series` (fits run
 inline at the points the online engine would schedule them); the threshold is optimised
@@ -11,9 +11,9 @@ result files (``DIR/<detector>/<category>/<file>.csv``) for NAB's own scorer. ``
 also scores each group of files whose path starts with one of the given prefixes on its own
 (its own threshold, standard profile): a check that what helps one kind of data does not
 merely fit it. ``--online`` scores the gateway's online mode (as ``switchgear detect
---online``: built as the engine builds it, fed point by point) and ``--calibrate`` adds the
-``calibrate`` parameter (calibrated scores). ``bench/detector_loco.py`` validates choices
-category by category.
+--online``: built as the engine builds it, fed point by point; calibrated, as in the
+gateway, unless ``--no-calibrate``); ``--calibrate`` calibrates the offline (NAB-mode)
+detectors. ``bench/detector_loco.py`` validates choices category by category.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / 
 
 
 def score_file(  # noqa: PLR0913 - one per command-line option
-    detector: str, path: Path, out: Path | None, rel: str, online: bool, calibrate: bool
+    detector: str, path: Path, out: Path | None, rel: str, online: bool, calibrate: bool | None
 ) -> np.ndarray:
     import torch
 
     torch.set_num_threads(1)
     frame = read_series(path)
     values = frame["value"].to_numpy()
-    params: dict[str, object] = {"calibrate": True} if calibrate else {}
+    params: dict[str, object] = {} if calibrate is None else {"calibrate": calibrate}
     if online:
         scores = score_online(values, detector, params)
     else:
@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--split", default=None, help="comma-separated path prefixes to score apart")
     ap.add_argument("--online", action="store_true", help="the gateway's online mode")
-    ap.add_argument("--calibrate", action="store_true", help="calibrated scores")
+    ap.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="calibrated scores (the online mode's default)",
+    )
     args = ap.parse_args(argv)
     labels = nab.load_labels(args.data)
     names = args.detectors.split(",") if args.detectors else sorted(detector_factories())

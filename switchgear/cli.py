@@ -129,10 +129,15 @@ def _add_detect(sub: Commands) -> None:
     d.add_argument("--detector", default="ensemble")
     d.add_argument("--out")
     d.add_argument(
-        "--online", action="store_true", help="score the gateway's online mode, point by point"
+        "--online",
+        action="store_true",
+        help="score the gateway's online mode, point by point (calibrated scores)",
     )
     d.add_argument(
-        "--calibrate", action="store_true", help="calibrated scores (detector param calibrate)"
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="calibrated scores (the default online; --no-calibrate for the raw likelihood)",
     )
     d.set_defaults(run=commands.detect)
 

@@ -103,10 +103,12 @@ def detect_cli(
     out: str | None = None,
     *,
     online: bool = False,
-    calibrate: bool = False,
+    calibrate: bool | None = None,
 ) -> int:
-    """``switchgear detect FILE.csv [--detector NAME] [--out FILE] [--online [--calibrate]]``;
-    0 on success. ``--calibrate`` alone calibrates the offline (NAB-mode) detector."""
+    """``switchgear detect FILE.csv [--detector NAME] [--out FILE] [--online]
+    [--calibrate | --no-calibrate]``; 0 on success. The online mode is calibrated, as in
+    the gateway, unless ``calibrate`` is False; ``calibrate`` True calibrates the offline
+    (NAB-mode) detector."""
     try:
         frame = read_series(path)
     except (OSError, ValueError) as exc:
@@ -114,7 +116,7 @@ def detect_cli(
         return 2
     values = frame["value"].to_numpy()
     if online:
-        params: dict[str, Any] = {"calibrate": True} if calibrate else {}
+        params: dict[str, Any] = {} if calibrate is None else {"calibrate": calibrate}
         frame["anomaly_score"] = score_online(values, detector, params)
     elif calibrate:
         det = build_detector(detector, {"calibrate": True})

@@ -23,8 +23,7 @@ def calibrate(raws: np.ndarray, **options: float) -> np.ndarray:
 
 
 def online(values: np.ndarray, calibrate: bool) -> np.ndarray:
-    params = {"calibrate": True} if calibrate else {}
-    return score_online(values, "baseline", params)
+    return score_online(values, "baseline", {"calibrate": calibrate})
 
 
 def test_scores_depend_on_ranks_only() -> None:
@@ -85,9 +84,15 @@ def test_warmup_and_bounds() -> None:
         Calibrator(floor=0.0)
 
 
-def test_calibration_is_opt_in() -> None:
-    assert not isinstance(builtin.baseline(online=True), Calibrated)
-    assert not isinstance(builtin.ensemble(online=True), Calibrated)
+def test_the_online_mode_is_calibrated_unless_switched_off() -> None:
+    assert isinstance(builtin.baseline(online=True), Calibrated)
+    ens = builtin.ensemble(online=True)
+    assert isinstance(ens, Calibrated)
+    # the members' raw surprises are combined; only the ensemble's score is calibrated
+    assert not any(isinstance(m, Calibrated) for m in ens.inner.members.values())
+    assert not isinstance(builtin.baseline(online=True, calibrate=False), Calibrated)
+    assert not isinstance(builtin.baseline(), Calibrated)  # NAB mode: opt-in
+    assert isinstance(builtin.baseline(calibrate=True), Calibrated)
     det = builtin.stl(online=True, calibrate={"window": 200})
     assert isinstance(det, Calibrated) and det.name == "stl"
     assert det.calibrator._raws.window == 200
@@ -102,7 +107,10 @@ def test_gateway_engine_builds_the_calibrated_detector_from_settings() -> None:
     det = engine._detector(SeriesKey("b1", "m", "latency_p95"))
     assert isinstance(det, Calibrated)
     plain = DetectorEngine(DetectorSettings(), detector_factories())
-    assert not isinstance(plain._detector(SeriesKey("b1", "m", "latency_p95")), Calibrated)
+    assert isinstance(plain._detector(SeriesKey("b1", "m", "latency_p95")), Calibrated)
+    off = DetectorSettings(detectors={"*": "baseline"}, params={"baseline": {"calibrate": False}})
+    raw = DetectorEngine(off, detector_factories())
+    assert not isinstance(raw._detector(SeriesKey("b1", "m", "latency_p95")), Calibrated)
     # ``switchgear detect --online`` scores exactly what the engine's detector scores
     values = np.random.default_rng(5).normal(1.0, 0.1, 400)
     values[300] = 5.0

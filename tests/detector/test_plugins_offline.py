@@ -134,7 +134,7 @@ def test_detect_cli_online_calibrated(tmp_path: Path) -> None:
     src = tmp_path / "series.csv"
     pd.DataFrame({"timestamp": ts, "value": values}).to_csv(src, index=False)
     outs = {}
-    for flags in (["--online"], ["--online", "--calibrate"]):
+    for flags in (["--online", "--no-calibrate"], ["--online"]):
         out = tmp_path / f"scored{len(flags)}.csv"
         argv = ["detect", str(src), "--detector", "baseline", "--out", str(out), *flags]
         assert main(argv) == 0
@@ -142,8 +142,8 @@ def test_detect_cli_online_calibrated(tmp_path: Path) -> None:
         assert scored["timestamp"].tolist() == list(ts)
         assert scored["anomaly_score"].between(0, 1).all()
         outs[len(flags)] = scored["anomaly_score"].to_numpy()
-    # the online mode alerts on every point of an anomaly, not once; calibrated, a +10 sigma
-    # shift stands out against the series' own history at once
-    assert outs[2][500:505].max() >= 0.5
-    assert outs[2][:500].max() < 0.5
+    # the online mode alerts on every point of an anomaly, not once; calibrated (its
+    # default), a +10 sigma shift stands out against the series' own history at once
+    assert outs[1][500:505].max() >= 0.5
+    assert outs[1][:500].max() < 0.5
     assert not np.array_equal(outs[1], outs[2])
