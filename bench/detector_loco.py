@@ -18,7 +18,9 @@ minus LOCO pooled, what choosing on the scored data itself is worth.
 No labels are seen at detection time and no parameter is per file: each candidate is one
 configuration for every series. Scores are cached per candidate and file under ``--cache``
 (keyed by the detector code, so an edit invalidates them). ``--quick`` runs the fast
-candidates only (baseline offline and online, with and without calibration).
+candidates only (baseline offline and online, with and without calibration). ``--cut N``
+scores a corpus of short series instead: every file's first and last N rows (its windows
+that start inside, clipped), written under ``--cache``.
 """
 
 from __future__ import annotations
@@ -190,6 +192,35 @@ def report(results: dict[str, dict[str, nab.Corpus]], cats: list[str]) -> None:
         print("  picked: " + ", ".join(f"{c} <- {picks[c]}" for c in cats))
 
 
+def cut_corpus(data: Path, rows: int, target: Path) -> Path:
+    """``data`` with every file cut into its first and its last ``rows`` rows (``head_`` and
+    ``tail_`` files), keeping the windows that start inside a cut, clipped to its end: a
+    corpus of short series, as many of NAB's unseen files are."""
+    import json
+
+    import pandas as pd
+
+    labels = nab.load_labels(data)
+    out: dict[str, list[list[str]]] = {}
+    for rel, windows in labels.items():
+        frame = pd.read_csv(data / "data" / rel)
+        stamps = pd.to_datetime(frame["timestamp"])
+        cat, name = rel.split("/")
+        for part, rows_of in (("head", slice(0, rows)), ("tail", slice(-rows, None))):
+            piece, ts = frame.iloc[rows_of], stamps.iloc[rows_of]
+            new = f"{cat}/{part}_{name}"
+            (target / "data" / cat).mkdir(parents=True, exist_ok=True)
+            piece.to_csv(target / "data" / new, index=False)
+            out[new] = [
+                [a, min(pd.Timestamp(b), ts.iloc[-1]).strftime("%Y-%m-%d %H:%M:%S.%f")]
+                for a, b in windows
+                if ts.iloc[0] <= pd.Timestamp(a) <= ts.iloc[-1]
+            ]
+    (target / "labels").mkdir(parents=True, exist_ok=True)
+    (target / "labels" / "combined_windows.json").write_text(json.dumps(out, indent=4))
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -197,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--candidates", default=None, help="comma-separated candidate names")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/switchgear-loco-cache"))
+    ap.add_argument("--cut", type=int, default=None, help="score first/last N rows of each file")
     args = ap.parse_args(argv)
+    if args.cut:
+        args.data = cut_corpus(args.data, args.cut, args.cache / f"cut{args.cut}")
     labels = nab.load_labels(args.data)
     wanted = args.candidates.split(",") if args.candidates else None
     names = wanted or (list(QUICK) if args.quick else [c.name for c in CANDIDATES])
