@@ -27,6 +27,7 @@ import orjson
 from switchgear.errors import UpstreamError
 from switchgear.plugins.hookspecs import hookimpl
 from switchgear.proxy.responses import goes_native, native_body
+from switchgear.proxy.sselines import Lines
 from switchgear.types import Backend, PreparedRequest, RequestContext
 
 log = logging.getLogger("switchgear.adapters.openai")
@@ -76,33 +77,46 @@ async def _data(
     """The JSON objects of a stream's ``data:`` lines, until ``[DONE]``.
 
     A malformed frame is dropped and logged; an error object, or the end of the stream
-    before ``[DONE]``, raises :class:`UpstreamError`.
+    before ``[DONE]``, raises :class:`UpstreamError`. The gateway's :class:`Lines` are read
+    a network read at a time.
     """
-    async for raw in lines:
-        if not raw.startswith(b"data:"):
-            continue  # blank separators, comments (": keep-alive"), event:/id: fields
-        data = raw[5:].strip()
-        if data == b"[DONE]":
-            return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            log.warning(
-                "request %s: dropped malformed chunk from %s: %.200r",
-                ctx.request_id,
-                backend.id,
-                data,
-            )
-            continue
-        if not isinstance(chunk, dict):
-            log.warning("request %s: dropped non-object chunk from %s", ctx.request_id, backend.id)
-            continue
-        if ("error" in chunk and "choices" not in chunk) or chunk.get("type") == "error":
-            err = chunk.get("error", chunk)
-            msg = err.get("message") if isinstance(err, dict) else str(err)
-            raise UpstreamError(f"backend {backend.id} reported an error mid-stream: {msg}")
-        yield chunk
+    reads = lines.reads() if isinstance(lines, Lines) else _one_by_one(lines)
+    try:
+        async for batch in reads:
+            for raw in batch:
+                if not raw.startswith(b"data:"):
+                    continue  # blank separators, comments (": keep-alive"), event:/id: fields
+                data = raw[5:].strip()
+                if data == b"[DONE]":
+                    return
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    log.warning(
+                        "request %s: dropped malformed chunk from %s: %.200r",
+                        ctx.request_id,
+                        backend.id,
+                        data,
+                    )
+                    continue
+                if type(chunk) is not dict:
+                    log.warning(
+                        "request %s: dropped non-object chunk from %s", ctx.request_id, backend.id
+                    )
+                    continue
+                if ("error" in chunk and "choices" not in chunk) or chunk.get("type") == "error":
+                    err = chunk.get("error", chunk)
+                    msg = err.get("message") if isinstance(err, dict) else str(err)
+                    raise UpstreamError(f"backend {backend.id} reported an error mid-stream: {msg}")
+                yield chunk
+    finally:
+        await reads.aclose()  # type: ignore[attr-defined]
     raise UpstreamError(f"backend {backend.id} ended the stream without [DONE]")
+
+
+async def _one_by_one(lines: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    async for line in lines:
+        yield [line]
 
 
 async def _events(

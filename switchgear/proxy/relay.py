@@ -225,12 +225,13 @@ async def _pump(
     rename = answer.model if answer.fallback_from is not None else None
     rewrite = acts_for(pm, "rewrite_response", backend)
     out = _Batch(resp)
+    pending, encode, record, chunks = out.parts, frames.chunk, transcript.record, answer.chunks
     tokens = 0
     chunk = answer.first
     answer.first = None  # a resumed answer must not replay it
     try:
         while chunk is not None:
-            tokens += _tokens(chunk)
+            tokens += 1 if chunk.get("choices") else 0
             if rename is not None and "model" in chunk:
                 chunk["model"] = rename
             chunk = transcript.adopt(chunk)
@@ -238,11 +239,11 @@ async def _pump(
                 chunk = chain_sync(
                     pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend
                 )
-            data = frames.chunk(chunk)
+            data = encode(chunk)
             if data:
-                out.add(data)
-            transcript.record(chunk)
-            chunk = await _FlushFirst(anext(answer.chunks, None), out.flush)
+                pending.append(data)
+            record(chunk)
+            chunk = await _FlushFirst(anext(chunks, None), out.flush)
         await out.flush()
     except ConnectionResetError:
         raise _ClientGone(tokens) from None
@@ -330,7 +331,3 @@ def _stream_error(exc: BaseException, backend_id: str) -> tuple[APIError, str]:
         return UpstreamError(f"backend {backend_id} sent a malformed stream"), "stream_malformed"
     log.exception("unexpected error while relaying a stream from %s", backend_id)
     return UpstreamError("the stream failed"), "stream_internal"
-
-
-def _tokens(chunk: dict[str, Any]) -> int:
-    return 1 if chunk.get("choices") else 0
