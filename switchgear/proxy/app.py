@@ -32,7 +32,7 @@ from switchgear.proxy.catalog import ModelCatalog
 from switchgear.proxy.detection import setup_detection
 from switchgear.proxy.health_checks import setup_health_checks
 from switchgear.proxy.metrics import Metrics
-from switchgear.proxy.middlewares import MIDDLEWARES
+from switchgear.proxy.middlewares import middlewares
 from switchgear.proxy.policy import Policies
 from switchgear.proxy.ratelimit import RateLimiter
 from switchgear.proxy.rollout import setup_rollouts
@@ -67,7 +67,9 @@ def create_app(
 ) -> web.Application:
     """The gateway app for ``settings``; ``plugin_manager`` defaults to one built from settings."""
     pm = plugin_manager or make_plugin_manager(settings=settings, load_entrypoints=True)
-    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.limits.max_body_bytes)
+    app = web.Application(
+        middlewares=middlewares(settings), client_max_size=settings.limits.max_body_bytes
+    )
     setup_state(app, settings, pm)
     setup_tracing(app)
     setup_routes(app)

@@ -282,6 +282,14 @@ class GuardedProtocol(asyncio.Protocol):
         head, rest = bytes(self._head[:end]).lower(), bytes(self._head[end + 4 :])
         self._head.clear()
         length, chunked = 0, False
+        if b"transfer-encoding" not in head and b"upgrade" not in head:
+            # The usual head: only Content-Length matters, found without a loop over lines.
+            at = head.find(b"\r\ncontent-length:")
+            if at >= 0 and head.count(b"content-length") == 1:
+                value_end = head.find(b"\r\n", at + 17)
+                value = head[at + 17 : value_end if value_end >= 0 else len(head)].strip()
+                length = int(value) if value.isdigit() else 0
+                return self._framed(rest, length)
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             name, value = name.strip(), value.strip()
@@ -296,7 +304,12 @@ class GuardedProtocol(asyncio.Protocol):
         if chunked:
             self.phase, self._tail = CHUNKED, b"\r\n"  # so a body of just "0\r\n\r\n" matches
             self._arm(self.guard.body_timeout, "body")
-        elif length:
+            return memoryview(rest)
+        return self._framed(rest, length)
+
+    def _framed(self, rest: bytes, length: int) -> memoryview:
+        """After a head announcing a body of ``length`` bytes (0: none): what follows it."""
+        if length:
             self.phase, self._remaining = BODY, length
             if len(rest) < length:  # the rest of the body is still to come
                 self._arm(self.guard.body_timeout, "body")

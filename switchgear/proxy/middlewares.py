@@ -1,7 +1,8 @@
 """The gateway's middlewares, one job each, applied outermost first:
 
 ``request_id`` → ``tracing`` → ``errors`` → ``metrics`` → ``auth`` → ``body_budget`` →
-``rate_limit``.
+``rate_limit``. An app leaves out ``tracing`` when tracing is off and ``rate_limit`` when no
+rate limit is configured (:func:`middlewares`).
 
 ``tracing`` sits outside ``errors`` so the server span sees the status the client gets;
 ``metrics`` sits outside ``auth``, ``body_budget`` and ``rate_limit`` so their refusals
@@ -17,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from switchgear import telemetry
 from switchgear.auth import bearer_token, is_loopback, match_key
@@ -33,6 +35,7 @@ from switchgear.proxy import keys
 from switchgear.proxy.metrics import NONE, OTHER, metric_key
 from switchgear.proxy.ratelimit import token_cost
 from switchgear.proxy.request import ENDPOINTS, read_request
+from switchgear.settings import Settings
 from switchgear.types import ParsedRequest
 
 log = logging.getLogger("switchgear.proxy")
@@ -285,3 +288,15 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 MIDDLEWARES = (request_id, tracing, errors, metrics, auth, body_budget, rate_limit)
+
+
+def middlewares(settings: Settings) -> tuple[Middleware, ...]:
+    """:data:`MIDDLEWARES` less those that would do nothing under ``settings``: ``tracing``
+    with tracing off, ``rate_limit`` with no limit configured (both are fixed for the life
+    of an app), so a request does not pass through them."""
+    skip = set()
+    if not settings.tracing.enabled:
+        skip.add(tracing)
+    if not settings.rate_limits.enabled():
+        skip.add(rate_limit)
+    return tuple(m for m in MIDDLEWARES if m not in skip)

@@ -215,7 +215,7 @@ async def _pump(
 ) -> int:
     """Relay ``answer``'s chunks until its end; returns the chunks with choices relayed.
 
-    Chunks that are ready together (the next one decodes without waiting on the network)
+    Chunks that are ready together (the next ones decode without waiting on the network)
     go out in one write; whatever is pending is written before the relay waits for the
     backend, and before this returns or raises, so nothing the client was due is held back.
     Upstream failures propagate with a ``tokens`` attribute; a client that went away
@@ -225,24 +225,26 @@ async def _pump(
     rename = answer.model if answer.fallback_from is not None else None
     rewrite = acts_for(pm, "rewrite_response", backend)
     out = _Batch(resp)
+    pending, encode, record, more = out.parts, frames.chunk, transcript.record, _reader(answer)
     tokens = 0
-    chunk = answer.first
+    batch = [answer.first] if answer.first is not None else []
     answer.first = None  # a resumed answer must not replay it
     try:
-        while chunk is not None:
-            tokens += _tokens(chunk)
-            if rename is not None and "model" in chunk:
-                chunk["model"] = rename
-            chunk = transcript.adopt(chunk)
-            if rewrite:
-                chunk = chain_sync(
-                    pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend
-                )
-            data = frames.chunk(chunk)
-            if data:
-                out.add(data)
-            transcript.record(chunk)
-            chunk = await _FlushFirst(anext(answer.chunks, None), out.flush)
+        while batch:
+            for chunk in batch:
+                tokens += 1 if chunk.get("choices") else 0
+                if rename is not None and "model" in chunk:
+                    chunk["model"] = rename
+                chunk = transcript.adopt(chunk)
+                if rewrite:
+                    chunk = chain_sync(
+                        pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend
+                    )
+                data = encode(chunk)
+                if data:
+                    pending.append(data)
+                record(chunk)
+            batch = await _FlushFirst(more(), out.flush)
         await out.flush()
     except ConnectionResetError:
         raise _ClientGone(tokens) from None
@@ -256,6 +258,24 @@ async def _pump(
         exc.tokens = tokens  # type: ignore[attr-defined]
         raise
     return tokens
+
+
+def _reader(answer: StreamAnswer) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    """What reads the next chunks of ``answer``: those of one network read when its
+    adapter's stream offers them (``next_batch``, the built-in OpenAI adapter's), else one
+    chunk at a time; an empty list at the end."""
+    chunks = answer.chunks
+    batch: Callable[[], Awaitable[list[dict[str, Any]]]] | None = getattr(
+        chunks, "next_batch", None
+    )
+    if batch is not None:
+        return batch
+
+    async def one() -> list[dict[str, Any]]:
+        chunk = await anext(chunks, None)
+        return [] if chunk is None else [chunk]
+
+    return one
 
 
 class _Batch:
@@ -330,7 +350,3 @@ def _stream_error(exc: BaseException, backend_id: str) -> tuple[APIError, str]:
         return UpstreamError(f"backend {backend_id} sent a malformed stream"), "stream_malformed"
     log.exception("unexpected error while relaying a stream from %s", backend_id)
     return UpstreamError("the stream failed"), "stream_internal"
-
-
-def _tokens(chunk: dict[str, Any]) -> int:
-    return 1 if chunk.get("choices") else 0

@@ -87,7 +87,7 @@ class Transcript:
             self.id, self.created = chunk.get("id"), chunk.get("created")
             self.model = chunk.get("model")
         usage = chunk.get("usage")
-        if isinstance(usage, dict):
+        if usage is not None and isinstance(usage, dict):
             if isinstance(usage.get("total_tokens"), int):
                 self.total_tokens = usage["total_tokens"]
             self.usage = Usage.of(usage) or self.usage
@@ -110,18 +110,19 @@ class Transcript:
         if not isinstance(choice, dict):
             self.resumable = False
             return
+        index = choice.get("index", 0)
         if choice.get("finish_reason"):
-            self.finished.add(choice.get("index", 0))
+            self.finished.add(index)
             self.resumable = False  # the answer is complete; only [DONE] was missing
-        if choice.get("index", 0) != 0:
+        if index != 0:
             self.resumable = False
             return
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            if delta.get("tool_calls") or delta.get("function_call"):
+            if self.resumable and (delta.get("tool_calls") or delta.get("function_call")):
                 self.resumable = False
             content = delta.get("content")
-            if isinstance(content, str) and content:
+            if content and isinstance(content, str):
                 self.parts.append(content)
                 self.tokens += 1
 

@@ -92,3 +92,46 @@ async def test_a_line_past_the_read_buffer_is_refused(
                     await collect(again.content.__aiter__())
     finally:
         await server.close()
+
+
+async def test_reads_give_the_same_lines_a_read_at_a_time(http: aiohttp.ClientSession) -> None:
+    server = await serve(PIECES)
+    try:
+        async with http.get(server.make_url("/")) as resp:
+            each = await collect(lines(resp.content))
+        async with http.get(server.make_url("/")) as resp:
+            batches = [batch async for batch in lines(resp.content).reads()]
+    finally:
+        await server.close()
+    assert all(batches)  # never an empty read
+    flat = [line for batch in batches for line in batch]
+    assert flat == [line.removesuffix(b"\n") for line in each]
+
+
+async def test_reads_wait_for_the_network_once_per_read(http: aiohttp.ClientSession) -> None:
+    gate: asyncio.Queue[None] = asyncio.Queue()
+    server = await serve([b"data: 1\n\ndata: 2\n\n", b"data: 3\n\n"], gate)
+    try:
+        gate.put_nowait(None)
+        async with http.get(server.make_url("/")) as resp:
+            reads = lines(resp.content).reads()
+            assert await anext(reads) == [b"data: 1", b"", b"data: 2", b""]
+            gate.put_nowait(None)
+            assert await anext(reads) == [b"data: 3", b""]
+            assert [batch async for batch in reads] == []
+    finally:
+        await server.close()
+
+
+async def test_reads_hand_out_the_lines_before_one_past_the_read_buffer(
+    http: aiohttp.ClientSession,
+) -> None:
+    server = await serve([b"data: 1\n" + b"x" * 5000 + b"\n"])
+    try:
+        async with http.get(server.make_url("/")) as resp:
+            reads = lines(resp.content).reads()
+            assert await anext(reads) == [b"data: 1"]
+            with pytest.raises(LineTooLong):
+                await anext(reads)
+    finally:
+        await server.close()
