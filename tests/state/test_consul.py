@@ -24,7 +24,7 @@ from tests.state.conftest import (
 )
 from tests.state.test_faults import gauge
 from tests.state.test_health import backend_row
-from tests.state.test_leader import DETECTOR_ON, leader_gauge
+from tests.state.test_leader import DETECTOR_ON, Recorder, leader_gauge, pm
 
 BODY = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -226,3 +226,18 @@ def test_state_on_consul_needs_a_consul_section():
 
 def consul_section_stub() -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": 8500}
+
+
+async def test_a_leader_that_stops_cleanly_releases_at_once(upstream, consul_agent, gateway):
+    up = await upstream("m1")
+    config = consul_fleet_config(up, consul_agent, detector=DETECTOR_ON)
+    a = await gateway(config, pm=pm(Recorder()))
+    await until(lambda: _value(a.app[FLEET].is_leader()), 5.0, "a leads")
+    b = await gateway(config, pm=pm(Recorder()))
+    assert not b.app[FLEET].is_leader()
+    session = consul_agent.dc.kv["switchgear/fleet/t/leader"].session
+    await a.runner.cleanup()  # releases the lock and destroys its session
+    took = await until(lambda: _value(b.app[FLEET].is_leader()), 2.0, "b leads")
+    assert took < 2 * 10 / CONSUL_SPEED  # not the dead-leader path
+    sessions = consul_agent.dc.session_table.sessions  # type: ignore[attr-defined]
+    assert session not in sessions
