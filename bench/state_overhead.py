@@ -10,13 +10,18 @@ scenario: requests/s, p50 and p99 latency, the gateway's CPU per request (from
 Redis − in-process differences. Each request costs the Redis gateway one rate-limit check
 and one settlement (two Lua scripts, batched per event-loop turn).
 
-    .venv/bin/python bench/state_overhead.py [--seconds 2.0] [--rounds 3]
+    .venv/bin/python bench/state_overhead.py [--seconds 2.0] [--rounds 3] [--compare-tree DIR]
+
+``--compare-tree DIR`` adds a third gateway on Redis run from another source tree (``DIR``
+holding a ``switchgear`` package, e.g. an earlier commit's ``git archive``), in the same
+interleaved rounds, so two versions of the Redis state are compared under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import shutil
 import subprocess
 import sys
@@ -31,9 +36,12 @@ from overhead import cpu_seconds, free_port, pct, run_loadgen, run_upstream, wai
 LIMITS = "rate_limits: {requests_per_minute: 100000000, tokens_per_minute: 1000000000}\n"
 
 
-def gateway(cfg: Path, port: int) -> subprocess.Popen[bytes]:
+def gateway(cfg: Path, port: int, tree: str | None = None) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "switchgear.cli", "--log-level", "WARNING", "serve"]
-    return subprocess.Popen([*args, "--config", str(cfg), "--port", str(port)])
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = tree
+    return subprocess.Popen([*args, "--config", str(cfg), "--port", str(port)], env=env)
 
 
 def run_scenario(
@@ -68,19 +76,23 @@ def run_scenario(
             f"{name:<10} {target:<11} {n / (args.rounds * args.seconds):>8.0f} "
             f"{p50:>8.2f} {pct(s['lat'], 0.99):>8.2f} {cpu_ms:>14.3f} {redis_ms:>17.3f}"
         )
-    d_cpu = per["redis"][0] - per["in-process"][0]
-    d_p50 = per["redis"][1] - per["in-process"][1]
-    print(
-        f"{name:<10} {'redis − in-process':<22} gateway CPU {d_cpu:+.3f} ms/req, "
-        f"p50 {d_p50:+.3f} ms, redis-server {per['redis'][2]:.3f} ms/req "
-        f"(ratio gateway CPU {per['redis'][0] / per['in-process'][0]:.2f})"
-    )
+    for target in per:
+        if target == "in-process":
+            continue
+        d_cpu = per[target][0] - per["in-process"][0]
+        d_p50 = per[target][1] - per["in-process"][1]
+        print(
+            f"{name:<10} {target + ' − in-process':<22} gateway CPU {d_cpu:+.3f} ms/req, "
+            f"p50 {d_p50:+.3f} ms, redis-server {per[target][2]:.3f} ms/req "
+            f"(ratio gateway CPU {per[target][0] / per['in-process'][0]:.2f})"
+        )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="length of one round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per gateway and scenario")
+    ap.add_argument("--compare-tree", help="source tree of a second Redis gateway to compare")
     args = ap.parse_args()
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
@@ -104,6 +116,13 @@ def main() -> int:
     )
     local = gateway(tmp / "local.yaml", local_port)
     shared = gateway(tmp / "redis.yaml", shared_port)
+    compare_port = free_port()
+    compare = None
+    if args.compare_tree:
+        (tmp / "compare.yaml").write_text(
+            base + f'state: {{redis_url: "redis://127.0.0.1:{redis_port}/0", key_prefix: cmp}}\n'
+        )
+        compare = gateway(tmp / "compare.yaml", compare_port, args.compare_tree)
     parent, child = ctx.Pipe()
     loadgen = ctx.Process(target=run_loadgen, args=(child,), daemon=True)
     loadgen.start()
@@ -114,6 +133,12 @@ def main() -> int:
             "in-process": (local, f"http://127.0.0.1:{local_port}/v1/chat/completions"),
             "redis": (shared, f"http://127.0.0.1:{shared_port}/v1/chat/completions"),
         }
+        if compare is not None:
+            wait_port(compare_port)
+            targets["redis@tree"] = (
+                compare,
+                f"http://127.0.0.1:{compare_port}/v1/chat/completions",
+            )
         for _proc, url in targets.values():  # warm-up: connections, script loading
             parent.send((url, 4, 0.5, False))
             parent.recv()
@@ -125,7 +150,7 @@ def main() -> int:
             run_scenario(name, concurrency, targets, parent, redis, args)
     finally:
         parent.send(None)
-        for proc in (local, shared, redis):
+        for proc in (local, shared, redis, *([compare] if compare is not None else [])):
             proc.terminate()
             proc.wait(timeout=15)
         upstream.terminate()
