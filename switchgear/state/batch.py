@@ -115,13 +115,17 @@ class ScriptBatch:
         task.add_done_callback(self._sending.discard)
 
     async def _one(self, script: Script, argv: list[Any]) -> Any:
-        if self.store.direct_busy:
-            return await self._evalsha(script, argv)
         try:
-            return await self.store.direct("EVALSHA", script.sha, *argv)
+            return await self._send_one(script, argv)
         except NoScriptError:
             await self.store.client.script_load(script.source)
-            return await self.store.direct("EVALSHA", script.sha, *argv)
+            return await self._send_one(script, argv)
+
+    async def _send_one(self, script: Script, argv: list[Any]) -> Any:
+        # Checked on each send: another call may have taken the connection meanwhile.
+        if self.store.direct_busy:
+            return await self.store.client.evalsha(script.sha, *argv)
+        return await self.store.direct("EVALSHA", script.sha, *argv)
 
     def _flatten(self, batch: list[_Call]) -> tuple[Script, list[Any]]:
         """The combined script of ``batch``'s scripts and its ``numkeys, *KEYS, *ARGV``."""

@@ -175,6 +175,8 @@ class RedisStore:
         its ``ResponseError`` and keeps the connection; any other failure or a cancellation
         drops it (the next call connects afresh). Callers bound it with :meth:`call`.
         """
+        if self.direct_busy:  # a caller's mistake, not a Redis failure: never a 500 later
+            raise ConnectionError("the state store's own connection is busy")
         self.direct_busy = True
         conn = self._direct
         try:

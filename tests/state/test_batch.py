@@ -160,3 +160,19 @@ async def test_a_lone_call_cancelled_mid_flight_drops_the_connection(redis_serve
     assert store._direct is None and own is not None and not own.is_connected
     assert await limits.take("x", 100, 0, 1) is None  # a fresh connection
     assert store._direct is not None and store._direct is not own
+
+
+async def test_lone_calls_of_successive_turns_after_a_script_flush_all_answer(redis_server, store):
+    """A lone call that must load its script (NOSCRIPT) yields meanwhile; the calls of the
+    next turns then take the store's connection, and its retry must not share it."""
+    limits = RedisLimits(store)
+    assert await limits.take("warm", 100, 0, 1) is None
+    with redis_server.client() as c:
+        c.script_flush()
+    tasks = []
+    for i in range(20):
+        tasks.append(asyncio.create_task(limits.take(f"s{i % 5}", 4, 0, 1)))
+        await asyncio.sleep(0)  # each in a turn of its own
+    answers = await asyncio.gather(*tasks)
+    assert [refusal(a) for a in answers] == [None] * 20  # 4 a minute for each of 5 keys
+    assert refusal(await limits.take("s0", 4, 0, 1)) == "requests"
