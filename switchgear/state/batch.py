@@ -11,12 +11,7 @@ that raises an error inside Redis fails on its own (its function runs under ``pc
 others still answer. Scripts are sent by SHA; a Redis that lost them (a restart,
 ``SCRIPT FLUSH``) answers ``NOSCRIPT``, and the batch loads the script and sends it once more.
 
-A batch of one is sent as a plain ``EVALSHA`` of its own script (no wrapper to run), by its
-caller's own task (the turn's first call waits for the end of the turn with ``sleep(0)``
-and, when nobody joined, sends itself: no task, no future), on the store's own connection
-(:meth:`~switchgear.state.store.RedisStore.direct`) when that is free. Batches of more go
-through the client's pool from a task of their own, so a caller that goes away (a client
-that disconnects) cannot abandon the others.
+A batch of one is sent as a plain ``EVALSHA`` of its own script (no wrapper to run).
 """
 
 from __future__ import annotations
@@ -80,52 +75,20 @@ class ScriptBatch:
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._combined: dict[tuple[str, ...], Script] = {}
-        self._gathering = False  # the turn's first call waits for the end of the turn
 
     async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
-        if self._gathering:  # a call of this turn is waiting for the others: join it
-            fut: asyncio.Future[Any] = loop.create_future()
-            self._pending.append((script, keys, args, fut))
-            return await fut
-        self._gathering = True
-        try:
-            await asyncio.sleep(0)  # the end of this turn: its other calls queue behind this one
-        except asyncio.CancelledError:
-            self._spawn(self._take_pending())
-            raise
-        others = self._take_pending()
-        if others:
-            fut = loop.create_future()
-            self._spawn([(script, keys, args, fut), *others])
-            return await fut
-        # Alone in its turn (as at low concurrency): sent from this task, without a task or a
-        # future, on the store's own connection when it is free.
-        return await self.store.call(self.op, self._one(script, [len(keys), *keys, *args]))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((script, keys, args, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._send_pending)  # after this turn: the others queue up first
+        return await fut
 
-    def _take_pending(self) -> list[_Call]:
-        batch, self._pending, self._gathering = self._pending, [], False
-        return batch
-
-    def _spawn(self, batch: list[_Call]) -> None:
-        if not batch:
-            return
+    def _send_pending(self) -> None:
+        batch, self._pending = self._pending, []
         task = asyncio.create_task(self._send(batch))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
-
-    async def _one(self, script: Script, argv: list[Any]) -> Any:
-        try:
-            return await self._send_one(script, argv)
-        except NoScriptError:
-            await self.store.client.script_load(script.source)
-            return await self._send_one(script, argv)
-
-    async def _send_one(self, script: Script, argv: list[Any]) -> Any:
-        # Checked on each send: another call may have taken the connection meanwhile.
-        if self.store.direct_busy:
-            return await self.store.client.evalsha(script.sha, *argv)
-        return await self.store.direct("EVALSHA", script.sha, *argv)
 
     def _flatten(self, batch: list[_Call]) -> tuple[Script, list[Any]]:
         """The combined script of ``batch``'s scripts and its ``numkeys, *KEYS, *ARGV``."""

@@ -24,12 +24,11 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from switchgear.settings.state import StateSettings
@@ -89,8 +88,6 @@ class RedisStore:
             health_check_interval=0,
         )
         self._membership = self.client.register_script(_MEMBERSHIP)
-        self._direct: Connection | None = None
-        self.direct_busy = False
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -140,10 +137,6 @@ class RedisStore:
         if not self.up:  # pooled connections may be from before a restart: start afresh
             with contextlib.suppress(*FAILURES):
                 await self.client.connection_pool.disconnect(inuse_connections=False)
-            if self._direct is not None and not self.direct_busy:
-                direct, self._direct = self._direct, None
-                with contextlib.suppress(*FAILURES):
-                    await direct.disconnect(nowait=True)
         try:
             n = await self.call(
                 "heartbeat",
@@ -165,57 +158,5 @@ class RedisStore:
         with contextlib.suppress(*FAILURES):
             await self.call("leave", self.client.zrem(self.key("members"), self.member))
 
-    # --- the request path's own connection ------------------------------------------------
-
-    async def direct(self, *args: Any) -> Any:
-        """One command on this store's own connection, past the client's pool, retry and
-        response machinery (its cost per call is most of a round trip's CPU at low load).
-
-        One command at a time: callers check :attr:`direct_busy` first. An error reply raises
-        its ``ResponseError`` and keeps the connection; any other failure or a cancellation
-        drops it (the next call connects afresh). Callers bound it with :meth:`call`.
-        """
-        if self.direct_busy:  # a caller's mistake, not a Redis failure: never a 500 later
-            raise ConnectionError("the state store's own connection is busy")
-        self.direct_busy = True
-        conn = self._direct
-        try:
-            if conn is None:
-                conn = self._direct = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-                await conn.connect()
-            await conn.send_packed_command(pack(args), check_health=False)
-            return await conn.read_response()
-        except ResponseError:
-            raise
-        except BaseException:
-            self._direct = None
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-            raise
-        finally:
-            self.direct_busy = False
-
     async def aclose(self) -> None:
-        if self._direct is not None:
-            with contextlib.suppress(*FAILURES):
-                await self._direct.disconnect()
-            self._direct = None
         await self.client.aclose()
-
-
-def pack(args: tuple[Any, ...]) -> bytes:
-    """A command in RESP (what redis-py's encoder sends: bytes as they are, str as UTF-8,
-    floats by ``repr``, other numbers by ``str``)."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, bytes):
-            b = a
-        elif isinstance(a, str):
-            b = a.encode()
-        elif isinstance(a, float):
-            b = repr(a).encode()
-        else:
-            b = str(a).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
-    return b"".join(out)

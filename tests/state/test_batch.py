@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +13,6 @@ from switchgear.settings.state import StateSettings
 from switchgear.state.limits import RedisLimits
 from switchgear.state.metrics import StateMetrics
 from switchgear.state.store import RedisStore
-from tests.helpers import poll_until
 
 # (key, rpm, tpm, tokens) takes and ("settle", key, tpm, estimated, used), in order. Each key
 # is named with a per-run prefix so the one-by-one and the batched run start from empty buckets.
@@ -114,57 +112,9 @@ async def test_one_failing_check_fails_alone_and_the_store_stays_up(redis_server
     assert store.metrics.errors.collect()[0].samples == []
 
 
-async def test_a_call_alone_in_its_turn_goes_on_the_stores_own_connection(redis_server, store):
-    """A lone call is one EVALSHA on the store's own connection; after SCRIPT FLUSH it loads
-    its script and is sent again; a call that comes while that connection waits for its
-    answer goes through the pool, and both stay exact (one GCRA per key, on Redis)."""
-    limits = RedisLimits(store)
-    before = evalsha_calls(redis_server)
-    assert await limits.take("lone", 2, 0, 1) is None
-    assert evalsha_since(redis_server, before) == (1, 1)  # its script was not loaded yet
-    own = store._direct
-    assert own is not None and own.is_connected
-    with redis_server.client() as c:
-        c.script_flush()
-    before = evalsha_calls(redis_server)
-    assert await limits.take("lone", 2, 0, 1) is None
-    assert evalsha_since(redis_server, before) == (1, 1)  # NOSCRIPT, loaded, sent again
-    assert store._direct is own  # an error reply keeps the connection
-
-    redis_server.proc.send_signal(signal.SIGSTOP)  # answers wait: the connection stays busy
-    try:
-        first = asyncio.create_task(limits.take("busy", 1, 0, 1))
-        await poll_until(lambda: store.direct_busy, 2.0, "first call on the own connection")
-        second = asyncio.create_task(limits.take("busy", 1, 0, 1))  # a later turn: the pool
-        await poll_until(lambda: store.client.connection_pool._in_use_connections, 2.0, "pool")
-    finally:
-        redis_server.proc.send_signal(signal.SIGCONT)
-    assert await first is None
-    got = await second
-    assert got is not None and got[0] == "requests"
-
-
-async def test_a_lone_call_cancelled_mid_flight_drops_the_connection(redis_server, store):
-    limits = RedisLimits(store)
-    assert await limits.take("x", 100, 0, 1) is None
-    own = store._direct
-    redis_server.proc.send_signal(signal.SIGSTOP)  # the answer cannot come
-    try:
-        task = asyncio.create_task(limits.take("x", 100, 0, 1))
-        await poll_until(lambda: store.direct_busy, 2.0, "the call on the own connection")
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    finally:
-        redis_server.proc.send_signal(signal.SIGCONT)
-    assert store._direct is None and own is not None and not own.is_connected
-    assert await limits.take("x", 100, 0, 1) is None  # a fresh connection
-    assert store._direct is not None and store._direct is not own
-
-
 async def test_lone_calls_of_successive_turns_after_a_script_flush_all_answer(redis_server, store):
-    """A lone call that must load its script (NOSCRIPT) yields meanwhile; the calls of the
-    next turns then take the store's connection, and its retry must not share it."""
+    """Calls of successive turns, each of which may have to load its script again (NOSCRIPT)
+    while the next turns' calls are sent: every one answers, exactly."""
     limits = RedisLimits(store)
     assert await limits.take("warm", 100, 0, 1) is None
     with redis_server.client() as c:
