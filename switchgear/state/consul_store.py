@@ -51,6 +51,7 @@ class ConsulStore:
         self.root = f"{consul.kv_prefix or ''}fleet/{state.key_prefix}/"
         self.up = False
         self._ever_up = False
+        self._refused: set[tuple[str, str]] = set()
         self._client: Any = None
 
     @property
@@ -73,8 +74,15 @@ class ConsulStore:
                 classify(exc).value,
                 exc.__class__.__name__ if not str(exc) else exc,
             )
-        elif classify(exc) is ErrorKind.ACL:
-            log.error("Consul refused fleet state (%s): %s", op, exc)
+        if classify(exc) is ErrorKind.ACL and (op, str(exc)) not in self._refused:
+            self._refused.add((op, str(exc)))  # once per refusal: the retries would repeat it
+            log.error(
+                "Consul refused fleet state (%s): %s (the token needs key:write on %s and "
+                "session:write on the agent's node)",
+                op,
+                exc,
+                self.root,
+            )
         self.up = False
         self.metrics.consul_up.set(0)
 

@@ -241,3 +241,28 @@ async def test_a_leader_that_stops_cleanly_releases_at_once(upstream, consul_age
     assert took < 2 * 10 / CONSUL_SPEED  # not the dead-leader path
     sessions = consul_agent.dc.session_table.sessions  # type: ignore[attr-defined]
     assert session not in sessions
+
+
+async def test_a_token_without_key_write_is_named_once_and_health_stays_local(
+    upstream, consul_agent, gateway, http, caplog
+):
+    acl = consul_agent.cluster.acl
+    acl.enabled, acl.default_policy = True, "deny"
+    acl.add_token("weak", {"key": {"": "read"}, "node": {"": "read"}, "service": {"": "read"}})
+    up = await upstream("m1")
+    config = consul_fleet_config(up, consul_agent)
+    config["consul"]["token"] = "weak"
+    a = await gateway(config)
+    for reason in ("x", "y", "z"):
+        a.app[BACKEND_STATE].eject("a", reason)
+    assert a.app[BACKEND_STATE].ejected_ids() == {"a": "z"}  # applies here regardless
+
+    def refused() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "Consul refused" in r.getMessage()]
+
+    writes = a.app[FLEET].metrics.errors.labels("consul_health_write")
+    await until(lambda: _value(writes._value.get() >= 3), 10.0, "the write retried")
+    assert len(refused()) == 1 and "key:write" in refused()[0]  # once, not per retry
+    assert not any(k.startswith("switchgear/fleet/") for k in kv_keys(consul_agent))
+    async with http.post(a.url + "/v1/chat/completions", json=BODY) as r:
+        assert r.status == 503  # the only backend is ejected here; no Consul error reaches it
