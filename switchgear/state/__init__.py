@@ -1,6 +1,6 @@
 """State a fleet of gateways shares: rate limits, backend health and detector leadership.
 
-Two implementations behind one object, :class:`~switchgear.state.fleet.FleetState`:
+Three forms behind one object, :class:`~switchgear.state.fleet.FleetState`:
 
 * in-process (the embedded default, no ``state`` section): each process keeps its own
   buckets (:mod:`~switchgear.state.local`), its own backend health and leads its own detector;
