@@ -102,7 +102,10 @@ def setup_state(app: web.Application, settings: Settings, pm: pluggy.PluginManag
     admin_key = settings.auth.resolved_admin_key()
     app[keys.ADMIN_KEY] = (admin_key.encode(),) if admin_key else ()
     app[keys.FLEET] = FleetState(
-        settings.state, StateMetrics(app[keys.METRICS].registry), workers=settings.workers
+        settings.state,
+        StateMetrics(app[keys.METRICS].registry),
+        workers=settings.workers,
+        consul=settings.consul,
     )
     app[keys.RATE_LIMITER] = RateLimiter(settings.rate_limits, app[keys.FLEET])
     app[keys.BODY_BUDGET] = BodyBudget(settings.limits.max_body_bytes_in_flight)
@@ -214,7 +217,7 @@ async def _run_source(source: object, registry: Registry) -> None:
 
 
 def setup_fleet(app: web.Application) -> None:
-    """Shared state (``state.redis_url``): limits, backend health, detector leadership."""
+    """Shared state (``state.redis_url``, ``state.consul``): limits, health, detector leadership."""
 
     async def fleet(app: web.Application) -> AsyncIterator[None]:
         state, settings = app[keys.FLEET], app[keys.SETTINGS]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from switchgear.errors import ConfigError
 from switchgear.settings.base import format_validation_error, read_yaml, substitute_env
@@ -33,6 +33,12 @@ class Settings(GatewaySection):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     worker: WorkerSection | None = None
     scaling: ScalingSection = Field(default_factory=ScalingSection)
+
+    @model_validator(mode="after")
+    def _state_on_consul(self) -> Settings:
+        if self.state.consul and (self.consul is None or not self.consul.enabled):
+            raise ValueError("state.consul needs an enabled consul section (the agent to use)")
+        return self
 
 
 def parse_settings(data: dict[str, Any]) -> Settings:

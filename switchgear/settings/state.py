@@ -1,4 +1,5 @@
-"""Where gateway state shared by a fleet lives: in this process (default) or in Redis."""
+"""Where gateway state shared by a fleet lives: in this process (default), in Redis, and
+(backend health, detector leadership) in Consul."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ class StateSettings(Section):
     ``fleet_size`` is the number of gateway processes sharing a limit while Redis is down
     (each then allows ``limit / fleet_size``); unset, the processes last seen alive in Redis
     are counted, or ``workers`` before Redis was ever reached.
+
+    ``consul: true`` (needs the ``consul`` section) sends backend health and the detector
+    leadership through Consul instead of Redis: health entries in KV under the ``consul``
+    section's ``kv_prefix`` (``<kv_prefix>fleet/<key_prefix>/``), watched with blocking
+    queries, and the leader lock held by a Consul session. Rate limits and the detector's
+    observations stay on Redis (``redis_url``), or in each process without it.
     """
 
     redis_url: str | None = None
@@ -24,6 +31,7 @@ class StateSettings(Section):
     timeout_s: float = Field(default=0.25, gt=0, le=10)
     leader_ttl_s: float = Field(default=5.0, ge=0.5, le=300)
     fleet_size: int | None = Field(default=None, ge=1)
+    consul: bool = False
 
     @field_validator("redis_url")
     @classmethod

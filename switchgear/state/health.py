@@ -34,7 +34,7 @@ log = logging.getLogger("switchgear.state")
 
 EJECT, READMIT, OPEN, CLOSE = "eject", "readmit", "open", "close"
 FALLBACK, RESTORE = "fallback", "restore"
-_DIMENSION = {
+DIMENSION = {
     EJECT: "ejected",
     READMIT: "ejected",
     OPEN: "open",
@@ -88,9 +88,7 @@ class HealthSync:
     # --- out --------------------------------------------------------------------------------
 
     def changed(self, backend_id: str, kind: str, reason: str) -> None:
-        self._pending[(backend_id, _DIMENSION[kind])] = Change(
-            backend_id, kind, reason, time.time()
-        )
+        self._pending[(backend_id, DIMENSION[kind])] = Change(backend_id, kind, reason, time.time())
         self._dirty.set()
 
     async def _flush(self) -> None:

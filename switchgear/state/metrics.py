@@ -15,6 +15,13 @@ class StateMetrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.consul_up = Gauge(
+            "switchgear_state_consul_up",
+            "1 while Consul answers the fleet state's calls (backend health and detector "
+            "leadership with state.consul); 0 while this process applies health changes locally",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.errors = Counter(
             "switchgear_state_backend_errors",
             "Failed or timed-out calls to the state backend, by operation",

@@ -14,10 +14,10 @@ import asyncio
 import dataclasses
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 
-from switchgear.state.leader import Leadership
 from switchgear.state.store import FAILURES, RedisStore, cancelled_meanwhile
 from switchgear.types import Observation
 
@@ -29,10 +29,12 @@ POP = 200
 Feed = Callable[[Observation], None]
 
 
+class Leader(Protocol):
+    def is_leader(self) -> bool: ...
+
+
 class ObservationRelay:
-    def __init__(
-        self, store: RedisStore, leader: Leadership, feed: Callable[[], Feed | None]
-    ) -> None:
+    def __init__(self, store: RedisStore, leader: Leader, feed: Callable[[], Feed | None]) -> None:
         self.store, self.leader, self.feed = store, leader, feed
         self.key = store.key("obs")
         self._buffer: deque[tuple[object, ...]] = deque(maxlen=MAX_BUFFER)

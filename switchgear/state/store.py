@@ -63,13 +63,18 @@ def cancelled_meanwhile() -> None:
         raise asyncio.CancelledError
 
 
+def member_id() -> str:
+    """This process's id in the fleet: host, pid and a random part (a reused pid differs)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
 class RedisStore:
     def __init__(self, settings: StateSettings, metrics: StateMetrics, *, workers: int = 1) -> None:
         assert settings.redis_url is not None
         self.settings = settings
         self.metrics = metrics
         self.prefix = settings.key_prefix
-        self.member = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.member = member_id()
         self.interval = min(1.0, settings.leader_ttl_s / 3)
         self.members = settings.fleet_size or workers
         self.up = False

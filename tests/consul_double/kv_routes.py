@@ -1,4 +1,5 @@
-"""``/v1/kv/<key>`` (contract §9): per-DC store, base64 values, CAS, 404 with index headers."""
+"""``/v1/kv/<key>`` (contract §9): per-DC store, base64 values, CAS, session locks
+(``acquire``/``release``), 404 with index headers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from tests.consul_double.blocking import run_blocking
 from tests.consul_double.routing import index_headers, resolve
+from tests.consul_double.sessions import table_of
 from tests.consul_double.state import Datacenter, KVEntry
 from tests.consul_double.util import (
     H_FILTERED,
@@ -112,7 +114,15 @@ async def kv_put(request: web.Request) -> web.Response:
             413,
             f"Request body(Value) too large, max size: {MAX_VALUE} bytes. See https://developer.hashicorp.com/consul/docs/agent/config/config-files#kv_max_value_size.",
         )
-    ok = t.dc.kv_put(key, body, flags=_uint(request, "flags") or 0, cas=_uint(request, "cas"))
+    flags = _uint(request, "flags") or 0
+    acquire, release = request.query.get("acquire"), request.query.get("release")
+    if acquire or release:  # session locks: tests/consul_double/sessions.py
+        table = table_of(t.dc, t.cluster.clock)
+        if acquire:
+            return json_response(table.acquire(key, body, flags, acquire))
+        assert release is not None
+        return json_response(table.release(key, body, flags, release))
+    ok = t.dc.kv_put(key, body, flags=flags, cas=_uint(request, "cas"))
     return json_response(ok)
 
 

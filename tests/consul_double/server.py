@@ -26,12 +26,14 @@ from tests.consul_double import (
     control_routes,
     kv_routes,
     query_routes,
+    session_routes,
 )
 from tests.consul_double.acl import ACLConfig
 from tests.consul_double.agent import Agent
 from tests.consul_double.blocking import Clock
 from tests.consul_double.catalog_routes import median_rtt
 from tests.consul_double.routing import AGENT
+from tests.consul_double.sessions import table_of
 from tests.consul_double.state import Datacenter
 from tests.consul_double.util import H_DEFAULT_POLICY, ConsulHTTPError, text_error
 
@@ -144,6 +146,8 @@ class ConsulCluster:
                 await t
         for agent in self.agents.values():
             await agent.close()
+        for dc in self.datacenters.values():
+            await table_of(dc, self.clock).close()
 
     def defer(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -163,6 +167,7 @@ class ConsulCluster:
 
     def fail_node(self, dc: str, node: str) -> None:
         self.datacenters[dc].set_serf(node, "critical")
+        table_of(self.datacenters[dc], self.clock).node_failed(node)  # its sessions go
 
     def recover_node(self, dc: str, node: str) -> None:
         self.datacenters[dc].set_serf(node, "passing")
@@ -231,6 +236,7 @@ def make_app(agent: Agent) -> web.Application:
         catalog_routes.routes,
         kv_routes.routes,
         query_routes.routes,
+        session_routes.routes,
         control_routes.routes,
     ):
         app.add_routes(table)

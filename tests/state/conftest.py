@@ -26,6 +26,7 @@ import redis
 import yaml
 
 from tests.conftest import free_port
+from tests.consul_double import Clock, ConsulCluster, ListeningAgent
 from tests.helpers import seconds_until
 from tests.proxy.conftest import backends, gateway, gateway_pm, upstream
 
@@ -168,6 +169,53 @@ def fleet_config(up: Any, redis_url: str, **extra: Any) -> dict[str, Any]:
         # A generous timeout: on a loaded test machine the default 0.25 s can pass, and the
         # local fallback would blur "exact" (the fallback has tests of its own).
         "state": {"redis_url": redis_url, "key_prefix": "t", "leader_ttl_s": 2.0, "timeout_s": 2.0},
+        "shutdown_grace": 0.5,
+    }
+    config.update(extra)
+    return config
+
+
+#: The Consul double's clock runs this many times real time: a Consul session's TTL is at
+#: least 10 s and Consul invalidates it up to 2 × TTL after its last renewal, so a dead
+#: leader's session goes after 20 s of Consul time, 5 s of real time.
+CONSUL_SPEED = 4.0
+
+
+@pytest.fixture
+async def consul_agent() -> AsyncIterator[ListeningAgent]:
+    """The Consul double (one DC, the gateways' agent ``gw-node``), closed after the test."""
+    cluster = ConsulCluster(clock=Clock(speed=CONSUL_SPEED))
+    cluster.add_datacenter("dc1")
+    agent = await cluster.add_agent("dc1", "gw-node")
+    yield agent
+    await cluster.close()
+
+
+def consul_section(agent: ListeningAgent) -> dict[str, Any]:
+    """The ``consul`` section of a gateway on ``agent`` (short waits and backoffs)."""
+    return {
+        "host": "127.0.0.1",
+        "port": agent.port,
+        "service": "llm",
+        "wait": "4s",
+        "backoff_initial": 0.05,
+        "backoff_max": 0.3,
+    }
+
+
+def consul_fleet_config(
+    up: Any, agent: ListeningAgent, redis_url: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A gateway of one fake upstream (backend id ``a``) whose health and leadership go through
+    Consul (and whose limits go through Redis when ``redis_url`` is given)."""
+    state: dict[str, Any] = {"consul": True, "key_prefix": "t", "leader_ttl_s": 2.0}
+    if redis_url is not None:
+        state |= {"redis_url": redis_url, "timeout_s": 2.0}
+    config: dict[str, Any] = {
+        "backends": backends(up, id="a"),
+        "auth": {"admin_key": "adm-test"},
+        "consul": consul_section(agent),
+        "state": state,
         "shutdown_grace": 0.5,
     }
     config.update(extra)

@@ -110,3 +110,19 @@ async def test_one_failing_check_fails_alone_and_the_store_stays_up(redis_server
     assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
     assert other is not None and other[0] == "requests"
     assert store.metrics.errors.collect()[0].samples == []
+
+
+async def test_lone_calls_of_successive_turns_after_a_script_flush_all_answer(redis_server, store):
+    """Calls of successive turns, each of which may have to load its script again (NOSCRIPT)
+    while the next turns' calls are sent: every one answers, exactly."""
+    limits = RedisLimits(store)
+    assert await limits.take("warm", 100, 0, 1) is None
+    with redis_server.client() as c:
+        c.script_flush()
+    tasks = []
+    for i in range(20):
+        tasks.append(asyncio.create_task(limits.take(f"s{i % 5}", 4, 0, 1)))
+        await asyncio.sleep(0)  # each in a turn of its own
+    answers = await asyncio.gather(*tasks)
+    assert [refusal(a) for a in answers] == [None] * 20  # 4 a minute for each of 5 keys
+    assert refusal(await limits.take("s0", 4, 0, 1)) == "requests"
