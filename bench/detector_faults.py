@@ -1,6 +1,6 @@
 """Fault benchmark of the detector on real parts, with the shipped config.
 
-    .venv/bin/python bench/detector_faults.py --quick     # about 4 minutes
+    .venv/bin/python bench/detector_faults.py --quick     # about 12 minutes
     .venv/bin/python bench/detector_faults.py             # long stretches (about 20 minutes)
 
 Started here, on loopback: a tiny model (``switchgear model make-tiny``), three
@@ -60,8 +60,10 @@ class Stretch:
     faults: dict[str, dict[str, float]]  # worker -> faults to set at the start
     target: str | None  # what an action should name; None: a clean stretch
     rps: float = 5.0
-    ramp_to: float | None = None
+    ramp_to: float | None = None  # rises linearly to this over ``ramp_s``, then holds
+    ramp_s: float = 0.0
     want: str | None = None  # the action the issue asks for; reported first when taken
+    clear_after_s: float | None = None  # the faults are cleared after this (a step)
 
 
 def free_port() -> int:
@@ -94,10 +96,31 @@ def schedule(quick: bool, median: float) -> list[Stretch]:
         Stretch("recover", r, clean, None),
         Stretch("30% errors, one replica", f, {"tiny-1": {"error_rate": 0.3}}, "tiny-1"),
         Stretch("recover", r, clean, None),
-        Stretch("leak 5 MB/s, one replica", 2 * f, {"tiny-1": {"leak_mb_per_s": 5}}, "tiny-1"),
+        # a step: 30 MB at once (3 s at 10 MB/s), then flat; no action wanted
+        Stretch(
+            "memory step 30 MB", 3 * r, {"tiny-2": {"leak_mb_per_s": 10}}, None, clear_after_s=3.0
+        ),  # fmt: skip
+        # the leak rule needs its 60 s window of growth (and a scrape every 5 s)
+        Stretch(
+            "leak 5 MB/s, one replica",
+            max(2 * f, 90.0),
+            {"tiny-1": {"leak_mb_per_s": 5}},
+            "tiny-1",
+            want="restart",
+        ),  # fmt: skip
         Stretch("recover", r, clean, None),
-        Stretch("load ramp 5 -> 15 rps", 2 * f, clean, "tiny", ramp_to=15.0, want="scale_up"),
-        Stretch("clean", 2 * r, clean, None),
+        # past the two replicas' capacity (2 x rps_per_replica = 20) for longer than the
+        # scaler's sustain_s (30 s)
+        Stretch(
+            "load ramp 5 -> 25 rps",
+            90.0 if quick else 180.0,
+            clean,
+            "tiny",
+            ramp_to=25.0,
+            ramp_s=60.0 if quick else 120.0,
+            want="scale_up",
+        ),  # fmt: skip
+        Stretch("clean", 60.0 if quick else 300.0, clean, None),
     ]
 
 
@@ -271,7 +294,7 @@ def report(stretches: list[tuple[Stretch, float, float]], log: list[Req], action
         in_st = [a for a in actions if start <= float(a["ts"]) < end and a["kind"] in ACTING]  # type: ignore[arg-type]
         failed = sum(1 for r in log if start <= r.start < end and r.status != 200)
         if st.target is None:
-            if st.name == "clean":
+            if st.name != "recover":  # clean, and a memory step: no action wanted
                 false["switchgear"] += len(in_st)
                 false["static"] += len([t for t in alerts if start <= t < end])
                 false["envoy"] += len([t for t, _ in ejections if start <= t < end])
@@ -287,8 +310,12 @@ def report(stretches: list[tuple[Stretch, float, float]], log: list[Req], action
     hours = clean_s / 3600
     print(f"\nfalse actions per hour on the clean stretches ({clean_s:.0f} s): " + ", ".join(
         f"{k} {v / hours:.0f} ({v})" for k, v in false.items()))  # fmt: skip
-    print(f"run: {total_s:.0f} s, {len(log)} requests, {sum(r.status != 200 for r in log)} failed; "
-          f"all actions: " + ", ".join(f"{a['kind']} {a['target']}" for a in actions))  # fmt: skip
+    print(f"run: {total_s:.0f} s, {len(log)} requests, {sum(r.status != 200 for r in log)} failed")
+    for a in actions:  # every action, in the stretch it fell in
+        ts = float(a["ts"])  # type: ignore[arg-type]
+        at = next(((st, s) for st, s, e in stretches if s <= ts < e), None)
+        where = f"{at[0].name} +{ts - at[1]:.1f} s" if at else "between stretches"
+        print(f"  {where}: {a['kind']} {a['target']} ({a['reason']})")
 
 
 async def run(quick: bool) -> int:
@@ -314,7 +341,10 @@ async def run(quick: bool) -> int:
                 steps = int(st.seconds)
                 for i in range(steps):
                     if st.ramp_to is not None:
-                        load.rps = st.rps + (st.ramp_to - st.rps) * (i + 1) / steps
+                        up = min(1.0, (i + 1) / max(1.0, st.ramp_s))
+                        load.rps = st.rps + (st.ramp_to - st.rps) * up
+                    if st.clear_after_s is not None and i == int(st.clear_after_s):
+                        await set_faults(http, urls, {b: {} for b in st.faults})
                     await asyncio.sleep(1.0)
                 load.rps = 5.0
                 done.append((st, s0, time.time()))
@@ -329,7 +359,7 @@ async def run(quick: bool) -> int:
                 urls["gateway"] + "/admin/actions", headers={"Authorization": f"Bearer {KEY}"}
             ) as r:
                 actions = (await r.json())["actions"]
-    clean_s = sum(e - s for st, s, e in done if st.name == "clean")
+    clean_s = sum(e - s for st, s, e in done if st.target is None and st.name != "recover")
     report(done, load.log, actions, level, clean_s, time.time() - t_begin)
     return 0
 
