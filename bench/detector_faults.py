@@ -63,7 +63,6 @@ class Stretch:
     ramp_to: float | None = None  # rises linearly to this over ``ramp_s``, then holds
     ramp_s: float = 0.0
     want: str | None = None  # the action the issue asks for; reported first when taken
-    clear_after_s: float | None = None  # the faults are cleared after this (a step)
 
 
 def free_port() -> int:
@@ -96,10 +95,6 @@ def schedule(quick: bool, median: float) -> list[Stretch]:
         Stretch("recover", r, clean, None),
         Stretch("30% errors, one replica", f, {"tiny-1": {"error_rate": 0.3}}, "tiny-1"),
         Stretch("recover", r, clean, None),
-        # a step: 30 MB at once (3 s at 10 MB/s), then flat; no action wanted
-        Stretch(
-            "memory step 30 MB", 3 * r, {"tiny-2": {"leak_mb_per_s": 10}}, None, clear_after_s=3.0
-        ),  # fmt: skip
         # the leak rule needs its 60 s window of growth (and a scrape every 5 s)
         Stretch(
             "leak 5 MB/s, one replica",
@@ -294,7 +289,7 @@ def report(stretches: list[tuple[Stretch, float, float]], log: list[Req], action
         in_st = [a for a in actions if start <= float(a["ts"]) < end and a["kind"] in ACTING]  # type: ignore[arg-type]
         failed = sum(1 for r in log if start <= r.start < end and r.status != 200)
         if st.target is None:
-            if st.name != "recover":  # clean, and a memory step: no action wanted
+            if st.name == "clean":
                 false["switchgear"] += len(in_st)
                 false["static"] += len([t for t in alerts if start <= t < end])
                 false["envoy"] += len([t for t, _ in ejections if start <= t < end])
@@ -343,8 +338,6 @@ async def run(quick: bool) -> int:
                     if st.ramp_to is not None:
                         up = min(1.0, (i + 1) / max(1.0, st.ramp_s))
                         load.rps = st.rps + (st.ramp_to - st.rps) * up
-                    if st.clear_after_s is not None and i == int(st.clear_after_s):
-                        await set_faults(http, urls, {b: {} for b in st.faults})
                     await asyncio.sleep(1.0)
                 load.rps = 5.0
                 done.append((st, s0, time.time()))
@@ -359,7 +352,7 @@ async def run(quick: bool) -> int:
                 urls["gateway"] + "/admin/actions", headers={"Authorization": f"Bearer {KEY}"}
             ) as r:
                 actions = (await r.json())["actions"]
-    clean_s = sum(e - s for st, s, e in done if st.target is None and st.name != "recover")
+    clean_s = sum(e - s for st, s, e in done if st.name == "clean")
     report(done, load.log, actions, level, clean_s, time.time() - t_begin)
     return 0
 
