@@ -126,7 +126,10 @@ def processes(tmp: Path, quick: bool) -> Iterator[dict[str, str]]:
     subprocess.run([*cli, "model", "make-tiny", str(tmp / "tiny"), "--seed", "0"], env=env,
                    check=True, capture_output=True)  # fmt: skip
     wcfg = (ROOT / "config/worker.yaml").read_text().replace("models/tiny", str(tmp / "tiny"))
-    (tmp / "worker.yaml").write_text(wcfg.replace("watch_config: true", "watch_config: false"))
+    wcfg = wcfg.replace("watch_config: true", "watch_config: false")
+    # one torch thread per worker: three workers and a neighbour share two cores
+    wcfg = wcfg.replace("  max_batch_size:", "  torch_threads: 1\n  max_batch_size:")
+    (tmp / "worker.yaml").write_text(wcfg)
     ports = {"tiny-1": free_port(), "tiny-2": free_port(), "tiny-fb-1": free_port()}
     gw_port = free_port()
     gcfg = (ROOT / "config/gateway-detector.yaml").read_text()
