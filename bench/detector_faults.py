@@ -260,7 +260,8 @@ async def settled(http: aiohttp.ClientSession, gateway: str, limit_s: float) -> 
             gateway + "/admin/actions", headers={"Authorization": f"Bearer {KEY}"}
         ) as r:
             out: dict[str, int] = {}
-            for a in (await r.json())["actions"]:
+            # /admin/actions lists the newest first: count them in the order they happened
+            for a in sorted((await r.json())["actions"], key=lambda a: float(a["ts"])):
                 step = {"eject": 1, "readmit": -1, "fallback": 1, "restore": -1}.get(a["kind"], 0)
                 out[a["target"]] = max(0, out.get(a["target"], 0) + step)
         if not any(out.values()):

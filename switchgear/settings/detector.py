@@ -78,7 +78,7 @@ class OutlierSettings(Section):
     #: 3 s is at least ``load_rise`` x its median over the minute before is load: no
     #: fallback (the smaller fallback model would not serve it better); scaling answers it.
     load_rise: float = Field(1.5, gt=1)
-    consecutive: int = Field(2, ge=1)
+    consecutive: int = Field(3, ge=1)
     max_ejection_percent: float = Field(50.0, ge=0, le=100)
     probe_interval_s: float = Field(1.0, gt=0)
     probe_timeout_s: float = Field(5.0, gt=0)
