@@ -74,16 +74,20 @@ class Autoscaler:
 
 
 def load_rose(rps: Sequence[float], rise: float) -> float | None:
-    """How many times the model's requests/s of the last 3 points exceeds its median over
-    the 60 before them, when that is at least ``rise``; None otherwise (or with fewer than
-    10 points before)."""
+    """How many times the model's requests/s rose, when by at least ``rise``: its mean of
+    the last 3 points against its median over the 60 before them (a burst), or its mean of
+    the last 10 points against the lowest 10-point mean of the 120 before them (a ramp, whose
+    completed requests/s flattens once the replicas are saturated); None otherwise (or with
+    fewer than 10 points before)."""
+    if len(rps) < 13:
+        return None
     before = sorted(rps[-63:-3])
-    if len(before) < 10 or len(rps) < 13:
-        return None
-    level, now_level = before[len(before) // 2], sum(rps[-3:]) / 3
-    if now_level < rise * max(level, 1e-9) or now_level <= 0:
-        return None
-    return now_level / max(level, 1e-9)
+    burst = sum(rps[-3:]) / 3 / max(before[len(before) // 2], 1e-9)
+    past = rps[-130:-10]
+    means = [sum(past[i : i + 10]) / 10 for i in range(0, len(past) - 9)]
+    ramp = sum(rps[-10:]) / 10 / max(min(means), 1e-9) if means else 0.0
+    most = max(burst, ramp)
+    return most if most >= rise and sum(rps[-3:]) > 0 else None
 
 
 class Policy:

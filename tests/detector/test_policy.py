@@ -194,3 +194,18 @@ async def test_a_leak_restarts_once_per_cooldown_or_alerts() -> None:
     alert = await policy.leak("b", 2.0, gw, now=200.0)
     assert [a.kind for a in alert] == ["alert"] and "cannot restart" in alert[0].reason
     assert ("scale", "m", 3) not in gw.calls
+
+
+def test_load_rose_sees_a_burst_and_a_saturated_ramp_but_not_steady_or_slowed_load() -> None:
+    from switchgear.detector.policy import load_rose
+
+    steady = [5.0, 4.0, 6.0, 5.0] * 30
+    assert load_rose(steady, 1.5) is None
+    # every replica slower at the same arrival rate: completions dip, then come back
+    assert load_rose(steady + [2.0, 2.0, 5.0, 6.0, 5.0, 5.0], 1.5) is None
+    burst = load_rose(steady + [15.0] * 3, 1.5)
+    assert burst is not None and burst > 2.5
+    # a ramp 5 -> 25 rps over 60 s whose completions flatten at 14 rps (saturated)
+    ramp = steady + [min(14.0, 5 + 20 * (i + 1) / 60) for i in range(45)]
+    assert load_rose(ramp, 1.5) is not None
+    assert load_rose([5.0] * 5, 1.5) is None  # too little history
