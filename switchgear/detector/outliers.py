@@ -20,8 +20,10 @@ The rule (checked once per tick for every model, see docs/detector.md):
 - it is *failing* when at least ``min_errors`` of its newest ``error_samples`` requests
   (traffic and probes) failed and they are at least ``error_rate`` of them; that needs no
   latency median, so a failing replica that the retries starve is judged too;
-- ``consecutive`` slow checks in a row, or one failing check, make it an outlier; as many
-  good checks make an ejected replica a candidate for readmission (after a health probe).
+- ``consecutive`` slow checks in a row whose excess latencies sum to ``excess_evidence_s``
+  (a 10x slower replica needs the ``consecutive`` checks, a replica 130 ms slower five),
+  or one failing check, make it an outlier; ``consecutive`` good checks make an ejected
+  replica a candidate for readmission (after a health probe).
 
 Only a replica slow against its peers, or failing, is ejected; one slow only against its
 own past counts towards the model's fallback (every replica bad). Guards: at most
@@ -51,6 +53,7 @@ class _Replica:
     reference: deque[float] = field(default_factory=lambda: deque(maxlen=600))
     since: float = -math.inf  # samples before the model's last change are dropped
     bad: int = 0
+    excess: float = 0.0  # seconds of excess latency summed over the slow checks in a row
     good: int = 0
 
 
@@ -105,7 +108,7 @@ class OutlierJudge:
         window starts again, and so do its counters."""
         for b in replicas:
             rep = self.replicas.setdefault(b, _Replica())
-            rep.since, rep.bad, rep.good = now, 0, 0
+            rep.since, rep.bad, rep.good, rep.excess = now, 0, 0, 0.0
 
     def _window(self, backend_id: str, now: float) -> list[tuple[float, float, bool, bool]]:
         rep = self.replicas.get(backend_id)
@@ -165,8 +168,13 @@ class OutlierJudge:
             )
             reason = self._reason(med, peer, ref, err, what)
             rep.bad, rep.good = (rep.bad + 1, 0) if reason else (0, rep.good + 1)
+            base = min(x for x in (peer, ref, med) if x is not None)
+            rep.excess = rep.excess + med - base if reason else 0.0
             # failing needs no repeat: a clean replica does not fail requests
-            bad = rep.bad >= s.consecutive or err >= s.error_rate
+            # slow long enough: ``consecutive`` checks, and the longer the smaller the
+            # excess (a neighbour stalling a process briefly adds little)
+            slow = rep.bad >= s.consecutive and rep.excess >= s.excess_evidence_s
+            bad = slow or err >= s.error_rate
             good = rep.good >= s.consecutive
             out[b] = Verdict(b, len(last), med, err, bad, good, reason, failures)
         return out

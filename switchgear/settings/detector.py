@@ -79,6 +79,9 @@ class OutlierSettings(Section):
     #: fallback (the smaller fallback model would not serve it better); scaling answers it.
     load_rise: float = Field(1.5, gt=1)
     consecutive: int = Field(3, ge=1)
+    #: Slow checks in a row must also add up this much excess latency (median - peers' or
+    #: usual median, summed over the checks): small excesses need more checks.
+    excess_evidence_s: float = Field(0.6, ge=0)
     max_ejection_percent: float = Field(50.0, ge=0, le=100)
     probe_interval_s: float = Field(1.0, gt=0)
     probe_timeout_s: float = Field(5.0, gt=0)

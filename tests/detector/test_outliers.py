@@ -19,7 +19,7 @@ def feed(judge: OutlierJudge, backend: str, latencies: list[float], t0: float = 
 
 
 def test_a_starved_slow_replica_is_judged_against_its_peers() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [0.35] * 4)  # 3.5x slower, four samples only
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
@@ -28,7 +28,7 @@ def test_a_starved_slow_replica_is_judged_against_its_peers() -> None:
 
 
 def test_too_few_samples_asks_for_probes_and_judges_nothing() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [5.0] * 3)
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
@@ -36,7 +36,7 @@ def test_too_few_samples_asks_for_probes_and_judges_nothing() -> None:
 
 
 def test_noise_within_the_ratio_and_small_differences_never_eject() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.010, 0.012, 0.011, 0.013] * 10)
     feed(judge, "b", [0.025, 0.030, 0.028, 0.025] * 10)  # 2.3x but 15 ms: under the floor
     d = judge.decide(["a", "b"], set(), has_fallback=False, in_fallback=False, now=4.0)
@@ -44,13 +44,13 @@ def test_noise_within_the_ratio_and_small_differences_never_eject() -> None:
 
 
 def test_errors_eject_at_once_and_slowness_needs_consecutive_checks() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 20)
     feed(judge, "b", [0.1] * 20)
     feed(judge, "b", [0.1] * 8, t0=2.0, failed=2)  # 2 of its newest 20 failed
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.8)
     assert [b for b, _ in d.eject] == ["b"] and "error rate" in d.eject[0][1]
-    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 20)
     feed(judge, "b", [0.5] * 20)
     first = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.0)
@@ -59,7 +59,9 @@ def test_errors_eject_at_once_and_slowness_needs_consecutive_checks() -> None:
 
 
 def test_every_replica_slow_against_its_own_past_falls_back() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1, reference_samples=20))
+    judge = OutlierJudge(
+        OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
+    )
     for b in "ab":
         feed(judge, b, [0.1] * 30)
         feed(judge, b, [0.5] * 10, t0=20.0)
@@ -71,7 +73,9 @@ def test_every_replica_slow_against_its_own_past_falls_back() -> None:
 
 
 def test_max_ejection_percent_caps_ejections() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1, max_ejection_percent=25))
+    judge = OutlierJudge(
+        OutlierSettings(consecutive=1, excess_evidence_s=0.0, max_ejection_percent=25)
+    )
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [0.1] * 40)
     feed(judge, "c", [0.9] * 40)
@@ -83,7 +87,7 @@ def test_max_ejection_percent_caps_ejections() -> None:
 
 
 def test_recovered_replica_is_readmitted_after_good_checks() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
     feed(judge, "a", [0.1] * 6, probe=True)
     feed(judge, "b", [0.1] * 10, probe=True)  # ejected: probes only
@@ -104,7 +108,7 @@ async def test_policy_guards_hysteresis_ejections_too() -> None:
 
 
 def test_a_failing_replica_with_few_samples_is_ejected_on_its_errors() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [0.01] * 3, t0=3.0, failed=2)  # retried elsewhere: three samples
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
@@ -112,7 +116,7 @@ def test_a_failing_replica_with_few_samples_is_ejected_on_its_errors() -> None:
 
 
 def test_one_failure_is_not_failing_but_asks_for_probes() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [0.1] * 39)
     feed(judge, "b", [0.1], t0=3.9, failed=1)  # 1 of its newest 20 (5%), under min_errors
@@ -124,7 +128,7 @@ def test_one_failure_is_not_failing_but_asks_for_probes() -> None:
 
 
 def test_an_ejected_replica_is_judged_on_probes_against_its_peers_probes() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     judge.fresh(["a", "b"], 0.0)  # b was just ejected
     feed(judge, "a", [0.3] * 40, t0=0.1)  # a carries all the traffic: slower
     feed(judge, "a", [0.05] * 6, t0=0.15, probe=True)  # but answers a probe fast
@@ -140,7 +144,7 @@ async def test_a_readmitted_replica_is_not_followed_by_ejecting_its_loaded_peer(
     slow; right after b's readmission a's old samples made a look slow against b's probes,
     so a was ejected, then b, ... Every replica's window starts again on readmission."""
     gw = FakeGateway({"m": ["a", "b"]})
-    policy = Policy(PolicySettings(outliers=OutlierSettings(consecutive=1)))
+    policy = Policy(PolicySettings(outliers=OutlierSettings(consecutive=1, excess_evidence_s=0.0)))
     judge = policy.judge
     policy.ejected["b"] = "m"
     policy.outlier_ejected.add("b")
@@ -159,7 +163,7 @@ async def test_every_replica_slow_while_load_rose_is_no_fallback() -> None:
     gw = FakeGateway({"m": ["a", "b"]})
 
     def slow_everywhere() -> Policy:
-        policy = Policy(PolicySettings(outliers=OutlierSettings(consecutive=1,
+        policy = Policy(PolicySettings(outliers=OutlierSettings(consecutive=1, excess_evidence_s=0.0,
                                                                 reference_samples=20)))  # fmt: skip
         for b in "ab":
             feed(policy.judge, b, [0.1] * 30)
@@ -174,7 +178,9 @@ async def test_every_replica_slow_while_load_rose_is_no_fallback() -> None:
 
 
 def test_in_fallback_the_model_is_restored_when_probes_are_as_fast_as_usual() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1, reference_samples=20))
+    judge = OutlierJudge(
+        OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
+    )
     for b in "ab":
         feed(judge, b, [0.1] * 30)
     judge.fresh(["a", "b"], 10.0)  # fell back: traffic goes elsewhere, probes only
@@ -185,3 +191,19 @@ def test_in_fallback_the_model_is_restored_when_probes_are_as_fast_as_usual() ->
     feed(judge, "a", [0.08] * 6, t0=11.0, probe=True)  # a recovered
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=True, now=12.0)
     assert d.fallback is False
+
+
+def test_a_small_excess_needs_more_slow_checks_than_a_large_one() -> None:
+    s = OutlierSettings(consecutive=2, excess_evidence_s=0.6)
+
+    def checks_to_eject(slow: float) -> int:
+        judge = OutlierJudge(s)
+        feed(judge, "a", [0.03] * 40)
+        feed(judge, "b", [slow] * 40)
+        for n in range(1, 20):
+            if judge.decide(["a", "b"], set(), True, False, now=4.0 + n * 0.01).eject:
+                return n
+        return 0
+
+    assert checks_to_eject(0.53) == 2  # 10x slower: the two checks
+    assert checks_to_eject(0.19) == 4  # 0.16 s slower: 4 checks add up 0.64 s
