@@ -1,6 +1,6 @@
 """Fault benchmark of the detector on real parts, with the shipped config.
 
-    .venv/bin/python bench/detector_faults.py --quick     # about 12 minutes
+    .venv/bin/python bench/detector_faults.py --quick     # about 8 minutes
     .venv/bin/python bench/detector_faults.py             # long stretches (about 20 minutes)
 
 Started here, on loopback: a tiny model (``switchgear model make-tiny``), three
