@@ -170,9 +170,9 @@ class OutlierJudge:
             rep.bad, rep.good = (rep.bad + 1, 0) if reason else (0, rep.good + 1)
             base = min(x for x in (peer, ref, med) if x is not None)
             rep.excess = rep.excess + med - base if reason else 0.0
-            # failing needs no repeat: a clean replica does not fail requests
             # slow long enough: ``consecutive`` checks, and the longer the smaller the
-            # excess (a neighbour stalling a process briefly adds little)
+            # excess (a neighbour stalling a process briefly adds little); failing needs
+            # no repeat: a clean replica does not fail requests
             slow = rep.bad >= s.consecutive and rep.excess >= s.excess_evidence_s
             bad = slow or err >= s.error_rate
             good = rep.good >= s.consecutive
