@@ -1,6 +1,6 @@
 """Fault benchmark of the detector on real parts, with the shipped config.
 
-    .venv/bin/python bench/detector_faults.py --quick     # about 4 minutes
+    .venv/bin/python bench/detector_faults.py --quick     # about 8 minutes
     .venv/bin/python bench/detector_faults.py             # long stretches (about 20 minutes)
 
 Started here, on loopback: a tiny model (``switchgear model make-tiny``), three
@@ -60,7 +60,8 @@ class Stretch:
     faults: dict[str, dict[str, float]]  # worker -> faults to set at the start
     target: str | None  # what an action should name; None: a clean stretch
     rps: float = 5.0
-    ramp_to: float | None = None
+    ramp_to: float | None = None  # rises linearly to this over ``ramp_s``, then holds
+    ramp_s: float = 0.0
     want: str | None = None  # the action the issue asks for; reported first when taken
 
 
@@ -94,10 +95,27 @@ def schedule(quick: bool, median: float) -> list[Stretch]:
         Stretch("recover", r, clean, None),
         Stretch("30% errors, one replica", f, {"tiny-1": {"error_rate": 0.3}}, "tiny-1"),
         Stretch("recover", r, clean, None),
-        Stretch("leak 5 MB/s, one replica", 2 * f, {"tiny-1": {"leak_mb_per_s": 5}}, "tiny-1"),
+        # the leak rule needs its 60 s window of growth (and a scrape every 5 s)
+        Stretch(
+            "leak 5 MB/s, one replica",
+            max(2 * f, 90.0),
+            {"tiny-1": {"leak_mb_per_s": 5}},
+            "tiny-1",
+            want="restart",
+        ),  # fmt: skip
         Stretch("recover", r, clean, None),
-        Stretch("load ramp 5 -> 15 rps", 2 * f, clean, "tiny", ramp_to=15.0, want="scale_up"),
-        Stretch("clean", 2 * r, clean, None),
+        # past the two replicas' capacity (2 x rps_per_replica = 20) for longer than the
+        # scaler's sustain_s (30 s)
+        Stretch(
+            "load ramp 5 -> 25 rps",
+            90.0 if quick else 180.0,
+            clean,
+            "tiny",
+            ramp_to=25.0,
+            ramp_s=60.0 if quick else 120.0,
+            want="scale_up",
+        ),  # fmt: skip
+        Stretch("clean", 60.0 if quick else 300.0, clean, None),
     ]
 
 
@@ -108,7 +126,10 @@ def processes(tmp: Path, quick: bool) -> Iterator[dict[str, str]]:
     subprocess.run([*cli, "model", "make-tiny", str(tmp / "tiny"), "--seed", "0"], env=env,
                    check=True, capture_output=True)  # fmt: skip
     wcfg = (ROOT / "config/worker.yaml").read_text().replace("models/tiny", str(tmp / "tiny"))
-    (tmp / "worker.yaml").write_text(wcfg.replace("watch_config: true", "watch_config: false"))
+    wcfg = wcfg.replace("watch_config: true", "watch_config: false")
+    # one torch thread per worker: three workers and a neighbour share two cores
+    wcfg = wcfg.replace("  max_batch_size:", "  torch_threads: 1\n  max_batch_size:")
+    (tmp / "worker.yaml").write_text(wcfg)
     ports = {"tiny-1": free_port(), "tiny-2": free_port(), "tiny-fb-1": free_port()}
     gw_port = free_port()
     gcfg = (ROOT / "config/gateway-detector.yaml").read_text()
@@ -239,7 +260,8 @@ async def settled(http: aiohttp.ClientSession, gateway: str, limit_s: float) -> 
             gateway + "/admin/actions", headers={"Authorization": f"Bearer {KEY}"}
         ) as r:
             out: dict[str, int] = {}
-            for a in (await r.json())["actions"]:
+            # /admin/actions lists the newest first: count them in the order they happened
+            for a in sorted((await r.json())["actions"], key=lambda a: float(a["ts"])):
                 step = {"eject": 1, "readmit": -1, "fallback": 1, "restore": -1}.get(a["kind"], 0)
                 out[a["target"]] = max(0, out.get(a["target"], 0) + step)
         if not any(out.values()):
@@ -287,8 +309,12 @@ def report(stretches: list[tuple[Stretch, float, float]], log: list[Req], action
     hours = clean_s / 3600
     print(f"\nfalse actions per hour on the clean stretches ({clean_s:.0f} s): " + ", ".join(
         f"{k} {v / hours:.0f} ({v})" for k, v in false.items()))  # fmt: skip
-    print(f"run: {total_s:.0f} s, {len(log)} requests, {sum(r.status != 200 for r in log)} failed; "
-          f"all actions: " + ", ".join(f"{a['kind']} {a['target']}" for a in actions))  # fmt: skip
+    print(f"run: {total_s:.0f} s, {len(log)} requests, {sum(r.status != 200 for r in log)} failed")
+    for a in actions:  # every action, in the stretch it fell in
+        ts = float(a["ts"])  # type: ignore[arg-type]
+        at = next(((st, s) for st, s, e in stretches if s <= ts < e), None)
+        where = f"{at[0].name} +{ts - at[1]:.1f} s" if at else "between stretches"
+        print(f"  {where}: {a['kind']} {a['target']} ({a['reason']})")
 
 
 async def run(quick: bool) -> int:
@@ -314,7 +340,8 @@ async def run(quick: bool) -> int:
                 steps = int(st.seconds)
                 for i in range(steps):
                     if st.ramp_to is not None:
-                        load.rps = st.rps + (st.ramp_to - st.rps) * (i + 1) / steps
+                        up = min(1.0, (i + 1) / max(1.0, st.ramp_s))
+                        load.rps = st.rps + (st.ramp_to - st.rps) * up
                     await asyncio.sleep(1.0)
                 load.rps = 5.0
                 done.append((st, s0, time.time()))

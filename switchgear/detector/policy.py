@@ -17,6 +17,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 from switchgear.detector.control import GatewayControl
 from switchgear.detector.outliers import OutlierJudge
@@ -31,6 +32,7 @@ class Autoscaler:
         self.s = settings
         self.resolution_s = resolution_s
         self.last_change = -math.inf
+        self.wanted_since: float | None = None  # since when the forecast asks for more
 
     def forecast(self, rps: Sequence[float], alpha: float = 0.1, beta: float = 0.05) -> float:
         """Holt's linear trend, ``horizon_s`` ahead of the last point."""
@@ -51,14 +53,41 @@ class Autoscaler:
         need = math.ceil(self.forecast(rps) / self.s.rps_per_replica)
         idle_points = int(self.s.idle_for_s / self.resolution_s)
         if need > current:
+            if self.wanted_since is None:
+                self.wanted_since = now
+            if now - self.wanted_since < self.s.sustain_s:
+                return None
             want = need
         elif len(rps) >= idle_points and max(rps[-idle_points:]) <= self.s.idle_rps:
             want = current - 1
+        if need <= current:
+            self.wanted_since = None
         want = max(self.s.min_replicas, min(self.s.max_replicas, want))
         if want == current:
             return None
-        self.last_change = now
+        self.last_change, self.wanted_since = now, None
         return want
+
+    def hold(self) -> None:
+        """The load is not the model's own now (a fallback moves it): start sustaining again."""
+        self.wanted_since = None
+
+
+def load_rose(rps: Sequence[float], rise: float) -> float | None:
+    """How many times the model's requests/s rose, when by at least ``rise``: its mean of
+    the last 3 points against its median over the 60 before them (a burst), or its mean of
+    the last 10 points against the lowest 10-point mean of the 120 before them (a ramp, whose
+    completed requests/s flattens once the replicas are saturated); None otherwise (or with
+    fewer than 10 points before)."""
+    if len(rps) < 13:
+        return None
+    before = sorted(rps[-63:-3])
+    burst = sum(rps[-3:]) / 3 / max(before[len(before) // 2], 1e-9)
+    past = rps[-130:-10]
+    means = [sum(past[i : i + 10]) / 10 for i in range(0, len(past) - 9)]
+    ramp = sum(rps[-10:]) / 10 / max(min(means), 1e-9) if means else 0.0
+    most = max(burst, ramp)
+    return most if most >= rise and sum(rps[-3:]) > 0 else None
 
 
 class Policy:
@@ -113,6 +142,7 @@ class Policy:
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model or ""
             out.append(self._record("eject", backend_id, reason, event))
+            self._fresh(model, control)
         if model and model not in self.fallback_active:
             ids = {b.id for b in control.backends(model)}
             if ids and ids <= set(self.ejected):
@@ -120,6 +150,10 @@ class Policy:
                 self.fallback_active.add(model)
                 out.append(self._record("fallback", model, "all backends ejected", event))
         return out
+
+    def _fresh(self, model: str | None, control: GatewayControl) -> None:
+        if model:
+            self.judge.fresh([b.id for b in control.backends(model)], time.time())
 
     def _may_eject(self, model: str | None, control: GatewayControl) -> bool:
         """The guards for a model without a fallback chain: at most ``max_ejection_percent``
@@ -133,16 +167,19 @@ class Policy:
         return out < cap and len(ids) - out > 1
 
     async def outliers(
-        self, model: str, control: GatewayControl, now: float
+        self, model: str, control: GatewayControl, now: float, rps: Sequence[float] = ()
     ) -> tuple[list[Action], list[str]]:
         """Apply the outlier rule to ``model``: the actions taken and the replicas that
-        need a probe request (too few samples to judge)."""
+        need a probe request. ``rps`` is the model's requests/s history: every replica slow
+        against its own past while it rose is load, which no fallback answers."""
         out: list[Action] = []
         ids = [b.id for b in control.backends(model)]
         ejected = {b for b in ids if b in self.ejected}
         d = self.judge.decide(
             ids, ejected, control.has_fallback(model), model in self.fallback_active, now
         )
+        if d.fallback is True and d.slow_only and load_rose(rps, self.judge.s.load_rise):
+            d = replace(d, fallback=None)
         for backend_id, reason in d.eject:
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model
@@ -162,6 +199,8 @@ class Policy:
             await control.set_fallback(model, False)
             self.fallback_active.discard(model)
             out.append(self._record("restore", model, "a replica is healthy again"))
+        if out:  # the load is spread anew: every replica's window starts again
+            self.judge.fresh(ids, now)
         return out, d.probe
 
     async def leak(
@@ -192,6 +231,7 @@ class Policy:
             return []
         model = self.ejected.pop(backend_id)
         await control.readmit(backend_id)
+        self._fresh(model, control)
         out = [self._record("readmit", backend_id, "anomaly closed and probe healthy", event)]
         if model in self.fallback_active:
             await control.set_fallback(model, False)
@@ -228,6 +268,10 @@ class Policy:
         if not self.settings.scaling.enabled:
             return []
         scaler = self.scalers.setdefault(model, Autoscaler(self.settings.scaling, resolution_s))
+        if self.fallback_active:
+            # a fallback moves one model's load onto another: neither rate is its own
+            scaler.hold()
+            return []
         current = len(control.backends(model))
         want = scaler.desired(rps, current, time.time() if now is None else now)
         if want is None:

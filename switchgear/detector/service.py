@@ -104,11 +104,14 @@ class DetectorService:
     def observe(self, obs: Observation) -> None:
         """One finished upstream attempt: into the series and the outlier rule."""
         self.engine.observe(obs)
-        self._probed(obs)
+        self._judged(obs, probe=False)
 
     def _probed(self, obs: Observation) -> None:
+        self._judged(obs, probe=True)
+
+    def _judged(self, obs: Observation, *, probe: bool) -> None:
         flagged = obs.backend_id in self.policy.ejected or obs.model in self.policy.fallback_active
-        self.policy.judge.observe(obs, flagged=flagged)
+        self.policy.judge.observe(obs, flagged=flagged, probe=probe)
 
     def leads(self) -> bool:
         return self.leader is None or self.leader()
@@ -207,7 +210,8 @@ class DetectorService:
         now = time.time()
         by_id = {b.id: b for b in self._targets()}
         for model in sorted({b.model for b in by_id.values()}):
-            actions, probe = await self.policy.outliers(model, self.control, now)
+            rps = self.model_rps(model)
+            actions, probe = await self.policy.outliers(model, self.control, now, rps)
             self.record(actions)
             for backend_id in probe:
                 if backend_id in by_id:

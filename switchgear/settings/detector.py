@@ -49,6 +49,9 @@ class ScalingSettings(Section):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(4, ge=1)
     cooldown_s: float = Field(120.0, ge=0)
+    #: The forecast must ask for more replicas for this long before a scale-out: a burst
+    #: that ends sooner is over before a new worker could serve (it loads for longer).
+    sustain_s: float = Field(30.0, ge=0)
 
 
 class OutlierSettings(Section):
@@ -66,9 +69,19 @@ class OutlierSettings(Section):
     min_excess_s: float = Field(0.1, ge=0)
     #: Healthy samples of a replica before its own past is used as a reference.
     reference_samples: int = Field(50, ge=1)
-    error_rate: float = Field(0.2, gt=0, le=1)
+    #: Failing: at least ``min_errors`` of its newest ``error_samples`` requests failed,
+    #: and they are at least ``error_rate`` of them.
+    error_rate: float = Field(0.1, gt=0, le=1)
     min_errors: int = Field(2, ge=1)
-    consecutive: int = Field(2, ge=1)
+    error_samples: int = Field(20, ge=1)
+    #: Every replica slow (against its own past) while the model's requests/s of the last
+    #: 3 s is at least ``load_rise`` x its median over the minute before is load: no
+    #: fallback (the smaller fallback model would not serve it better); scaling answers it.
+    load_rise: float = Field(1.5, gt=1)
+    consecutive: int = Field(3, ge=1)
+    #: Slow checks in a row must also add up this much excess latency (median - peers' or
+    #: usual median, summed over the checks): small excesses need more checks.
+    excess_evidence_s: float = Field(0.6, ge=0)
     max_ejection_percent: float = Field(50.0, ge=0, le=100)
     probe_interval_s: float = Field(1.0, gt=0)
     probe_timeout_s: float = Field(5.0, gt=0)
@@ -80,7 +93,7 @@ class LeakSettings(Section):
 
     enabled: bool = True
     metric: str = "memory_rss"
-    window_s: float = Field(120.0, gt=0)
+    window_s: float = Field(60.0, gt=0)
     min_mb_per_s: float = Field(1.0, gt=0)
     cooldown_s: float = Field(300.0, ge=0)
 

@@ -10,17 +10,16 @@ from tests.detector.test_policy import FakeGateway
 
 
 def feed(judge: OutlierJudge, backend: str, latencies: list[float], t0: float = 0.0,
-         *, failed: int = 0) -> None:  # fmt: skip
+         *, failed: int = 0, probe: bool = False) -> None:  # fmt: skip
     for i, lat in enumerate(latencies):
         judge.observe(
-            Observation(
-                backend, "m", "local", 500 if i < failed else 200, lat, ts=t0 + i * 0.1
-            )  # fmt: skip
+            Observation(backend, "m", "local", 500 if i < failed else 200, lat, ts=t0 + i * 0.1),
+            probe=probe,
         )
 
 
 def test_a_starved_slow_replica_is_judged_against_its_peers() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [0.35] * 4)  # 3.5x slower, four samples only
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
@@ -29,15 +28,15 @@ def test_a_starved_slow_replica_is_judged_against_its_peers() -> None:
 
 
 def test_too_few_samples_asks_for_probes_and_judges_nothing() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [5.0] * 3)
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
-    assert d.eject == [] and d.probe == ["b"]
+    assert d.eject == [] and d.probe == ["a", "b"]  # its peer too: probes meet probes
 
 
 def test_noise_within_the_ratio_and_small_differences_never_eject() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1))
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.010, 0.012, 0.011, 0.013] * 10)
     feed(judge, "b", [0.025, 0.030, 0.028, 0.025] * 10)  # 2.3x but 15 ms: under the floor
     d = judge.decide(["a", "b"], set(), has_fallback=False, in_fallback=False, now=4.0)
@@ -45,13 +44,13 @@ def test_noise_within_the_ratio_and_small_differences_never_eject() -> None:
 
 
 def test_errors_eject_at_once_and_slowness_needs_consecutive_checks() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 20)
     feed(judge, "b", [0.1] * 20)
-    feed(judge, "b", [0.1] * 8, t0=2.0, failed=2)  # 2 of its newest 8 failed
+    feed(judge, "b", [0.1] * 8, t0=2.0, failed=2)  # 2 of its newest 20 failed
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.8)
     assert [b for b, _ in d.eject] == ["b"] and "error rate" in d.eject[0][1]
-    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 20)
     feed(judge, "b", [0.5] * 20)
     first = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.0)
@@ -60,7 +59,9 @@ def test_errors_eject_at_once_and_slowness_needs_consecutive_checks() -> None:
 
 
 def test_every_replica_slow_against_its_own_past_falls_back() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1, reference_samples=20))
+    judge = OutlierJudge(
+        OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
+    )
     for b in "ab":
         feed(judge, b, [0.1] * 30)
         feed(judge, b, [0.5] * 10, t0=20.0)
@@ -72,7 +73,9 @@ def test_every_replica_slow_against_its_own_past_falls_back() -> None:
 
 
 def test_max_ejection_percent_caps_ejections() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=1, max_ejection_percent=25))
+    judge = OutlierJudge(
+        OutlierSettings(consecutive=1, excess_evidence_s=0.0, max_ejection_percent=25)
+    )
     feed(judge, "a", [0.1] * 40)
     feed(judge, "b", [0.1] * 40)
     feed(judge, "c", [0.9] * 40)
@@ -84,9 +87,10 @@ def test_max_ejection_percent_caps_ejections() -> None:
 
 
 def test_recovered_replica_is_readmitted_after_good_checks() -> None:
-    judge = OutlierJudge(OutlierSettings(consecutive=2))
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
-    feed(judge, "b", [0.1] * 10)
+    feed(judge, "a", [0.1] * 6, probe=True)
+    feed(judge, "b", [0.1] * 10, probe=True)  # ejected: probes only
     args = (["a", "b"], {"b"}, True, False)
     assert judge.decide(*args, now=4.0).readmit == []
     assert judge.decide(*args, now=4.1).readmit == ["b"]
@@ -101,3 +105,105 @@ async def test_policy_guards_hysteresis_ejections_too() -> None:
     assert [a.kind for a in await policy.handle(event("a", model="n"), gw)] == ["eject"]
     assert await policy.handle(event("b", model="n"), gw) == []  # 50% cap: b stays
     assert ("eject", "b") not in gw.calls
+
+
+def test_a_failing_replica_with_few_samples_is_ejected_on_its_errors() -> None:
+    judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
+    feed(judge, "a", [0.1] * 40)
+    feed(judge, "b", [0.01] * 3, t0=3.0, failed=2)  # retried elsewhere: three samples
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
+    assert [b for b, _ in d.eject] == ["b"] and "error rate" in d.eject[0][1]
+
+
+def test_one_failure_is_not_failing_but_asks_for_probes() -> None:
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
+    feed(judge, "a", [0.1] * 40)
+    feed(judge, "b", [0.1] * 39)
+    feed(judge, "b", [0.1], t0=3.9, failed=1)  # 1 of its newest 20 (5%), under min_errors
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
+    assert d.eject == [] and "b" in d.probe  # a suspect gets more samples
+    feed(judge, "b", [0.1] * 19, t0=4.0, failed=2)  # 2 of the newest 20 (10%)
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=6.0)
+    assert [b for b, _ in d.eject] == ["b"]
+
+
+def test_an_ejected_replica_is_judged_on_probes_against_its_peers_probes() -> None:
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
+    judge.fresh(["a", "b"], 0.0)  # b was just ejected
+    feed(judge, "a", [0.3] * 40, t0=0.1)  # a carries all the traffic: slower
+    feed(judge, "a", [0.05] * 6, t0=0.15, probe=True)  # but answers a probe fast
+    feed(judge, "b", [0.35] * 6, t0=0.15, probe=True)  # b is still slow
+    d = judge.decide(["a", "b"], {"b"}, has_fallback=True, in_fallback=False, now=4.0)
+    # against a's traffic (0.3 s) b would look healthy; against a's probes it is not
+    assert d.readmit == [] and "probe latency" in judge.verdicts(["a", "b"], {"b"}, 4.1)["b"].reason
+    assert d.probe == ["a", "b"]
+
+
+async def test_a_readmitted_replica_is_not_followed_by_ejecting_its_loaded_peer() -> None:
+    """The flapping of readmissions: while b was ejected, a carried the whole load and was
+    slow; right after b's readmission a's old samples made a look slow against b's probes,
+    so a was ejected, then b, ... Every replica's window starts again on readmission."""
+    gw = FakeGateway({"m": ["a", "b"]})
+    policy = Policy(PolicySettings(outliers=OutlierSettings(consecutive=1, excess_evidence_s=0.0)))
+    judge = policy.judge
+    policy.ejected["b"] = "m"
+    policy.outlier_ejected.add("b")
+    feed(judge, "a", [0.4] * 40, t0=0.0)  # loaded: all the traffic
+    feed(judge, "a", [0.05] * 6, t0=0.05, probe=True)
+    feed(judge, "b", [0.04] * 6, t0=0.05, probe=True)  # recovered
+    actions, _ = await policy.outliers("m", gw, now=4.0)
+    assert [a.kind for a in actions] == ["readmit"]
+    feed(judge, "b", [0.05] * 2, t0=4.1)  # its first requests after the readmission
+    actions, probe = await policy.outliers("m", gw, now=4.5)
+    assert actions == [] and "a" not in policy.ejected
+    assert probe == ["a", "b"]  # too few fresh samples: judged again once they come
+
+
+async def test_every_replica_slow_while_load_rose_is_no_fallback() -> None:
+    gw = FakeGateway({"m": ["a", "b"]})
+
+    def slow_everywhere() -> Policy:
+        policy = Policy(PolicySettings(outliers=OutlierSettings(consecutive=1, excess_evidence_s=0.0,
+                                                                reference_samples=20)))  # fmt: skip
+        for b in "ab":
+            feed(policy.judge, b, [0.1] * 30)
+            feed(policy.judge, b, [0.5] * 10, t0=20.0)
+        return policy
+
+    flat, rising = [5.0] * 60, [5.0] * 57 + [12.0] * 3
+    actions, _ = await slow_everywhere().outliers("m", gw, now=21.0, rps=rising)
+    assert actions == []  # load: the fallback model would not serve it better
+    actions, _ = await slow_everywhere().outliers("m", gw, now=21.0, rps=flat)
+    assert [a.kind for a in actions] == ["fallback"]
+
+
+def test_in_fallback_the_model_is_restored_when_probes_are_as_fast_as_usual() -> None:
+    judge = OutlierJudge(
+        OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
+    )
+    for b in "ab":
+        feed(judge, b, [0.1] * 30)
+    judge.fresh(["a", "b"], 10.0)  # fell back: traffic goes elsewhere, probes only
+    for b in "ab":
+        feed(judge, b, [0.6] * 6, t0=10.1, probe=True)  # still slow (alike: no outlier)
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=True, now=11.0)
+    assert d.fallback is None and d.probe == ["a", "b"]
+    feed(judge, "a", [0.08] * 6, t0=11.0, probe=True)  # a recovered
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=True, now=12.0)
+    assert d.fallback is False
+
+
+def test_a_small_excess_needs_more_slow_checks_than_a_large_one() -> None:
+    s = OutlierSettings(consecutive=2, excess_evidence_s=0.6)
+
+    def checks_to_eject(slow: float) -> int:
+        judge = OutlierJudge(s)
+        feed(judge, "a", [0.03] * 40)
+        feed(judge, "b", [slow] * 40)
+        for n in range(1, 20):
+            if judge.decide(["a", "b"], set(), True, False, now=4.0 + n * 0.01).eject:
+                return n
+        return 0
+
+    assert checks_to_eject(0.53) == 2  # 10x slower: the two checks
+    assert checks_to_eject(0.19) == 4  # 0.16 s slower: 4 checks add up 0.64 s

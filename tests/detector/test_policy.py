@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 from switchgear.detector.control import GatewayControl
@@ -127,6 +128,7 @@ def test_autoscaler_forecast_bounds_and_cooldown() -> None:
         min_replicas=1,
         max_replicas=3,
         cooldown_s=100,
+        sustain_s=0,
     )
     scaler = Autoscaler(s)
     rising = [float(i) * 0.5 for i in range(40)]  # 0 -> 19.5 rps, +0.5/s
@@ -138,14 +140,49 @@ def test_autoscaler_forecast_bounds_and_cooldown() -> None:
     assert scaler.desired(idle, current=1, now=400.0) is None  # min replicas
 
 
+def test_autoscaler_waits_until_the_forecast_asks_for_more_for_sustain_s() -> None:
+    s = ScalingSettings(enabled=True, rps_per_replica=10, horizon_s=30, sustain_s=30)
+    scaler = Autoscaler(s)
+    flat, burst = [5.0] * 60, [5.0] * 60 + [15.0] * 20
+    assert scaler.desired(burst, current=1, now=0.0) is None  # asks for more from now
+    assert scaler.desired(burst, current=1, now=20.0) is None  # a 20 s burst: not yet
+    assert scaler.desired(flat, current=1, now=25.0) is None  # over: the wait starts again
+    assert scaler.desired(burst, current=1, now=40.0) is None
+    assert scaler.desired(burst, current=1, now=69.0) is None
+    need = math.ceil(scaler.forecast(burst) / 10)
+    assert need > 1 and scaler.desired(burst, current=1, now=70.0) == need  # 30 s of it
+    scaler = Autoscaler(s)
+    assert scaler.desired(burst, current=1, now=0.0) is None
+    scaler.hold()  # a fallback moved the load
+    assert scaler.desired(burst, current=1, now=30.0) is None
+
+
 async def test_policy_autoscale_calls_scale() -> None:
     gw = FakeGateway({"m": ["a"]})
     settings = PolicySettings(
-        scaling=ScalingSettings(enabled=True, rps_per_replica=5, horizon_s=10, cooldown_s=0)
+        scaling=ScalingSettings(
+            enabled=True, rps_per_replica=5, horizon_s=10, cooldown_s=0, sustain_s=0
+        )
     )
     actions = await Policy(settings).autoscale("m", [12.0] * 20, gw, now=0.0)
     assert [a.kind for a in actions] == ["scale_up"] and ("scale", "m", 3) in gw.calls
     assert await Policy().autoscale("m", [100.0] * 20, gw) == []  # scaling disabled
+
+
+async def test_no_scaling_while_a_fallback_moves_the_load() -> None:
+    gw = FakeGateway({"m": ["a"], "fb": ["f"]})
+    settings = PolicySettings(
+        scaling=ScalingSettings(
+            enabled=True, rps_per_replica=5, horizon_s=10, cooldown_s=0, sustain_s=0
+        )
+    )
+    policy = Policy(settings)
+    policy.fallback_active.add("m")  # m's traffic goes to fb
+    assert await policy.autoscale("fb", [12.0] * 20, gw, now=0.0) == []
+    assert await policy.autoscale("m", [12.0] * 20, gw, now=0.0) == []
+    assert not [c for c in gw.calls if c[0] == "scale"]
+    policy.fallback_active.clear()
+    assert [a.target for a in await policy.autoscale("fb", [12.0] * 20, gw, now=1.0)] == ["fb"]
 
 
 async def test_a_leak_restarts_once_per_cooldown_or_alerts() -> None:
@@ -157,3 +194,18 @@ async def test_a_leak_restarts_once_per_cooldown_or_alerts() -> None:
     alert = await policy.leak("b", 2.0, gw, now=200.0)
     assert [a.kind for a in alert] == ["alert"] and "cannot restart" in alert[0].reason
     assert ("scale", "m", 3) not in gw.calls
+
+
+def test_load_rose_sees_a_burst_and_a_saturated_ramp_but_not_steady_or_slowed_load() -> None:
+    from switchgear.detector.policy import load_rose
+
+    steady = [5.0, 4.0, 6.0, 5.0] * 30
+    assert load_rose(steady, 1.5) is None
+    # every replica slower at the same arrival rate: completions dip, then come back
+    assert load_rose(steady + [2.0, 2.0, 5.0, 6.0, 5.0, 5.0], 1.5) is None
+    burst = load_rose(steady + [15.0] * 3, 1.5)
+    assert burst is not None and burst > 2.5
+    # a ramp 5 -> 25 rps over 60 s whose completions flatten at 14 rps (saturated)
+    ramp = steady + [min(14.0, 5 + 20 * (i + 1) / 60) for i in range(45)]
+    assert load_rose(ramp, 1.5) is not None
+    assert load_rose([5.0] * 5, 1.5) is None  # too little history

@@ -152,7 +152,7 @@ async def test_load_ramp_scales_out_a_local_worker(
             "eject_metrics": [],
             "memory_metrics": [],
             "scaling": {"enabled": True, "rps_per_replica": 12.0, "horizon_s": 1.0,
-                        "min_replicas": 1, "max_replicas": 2, "cooldown_s": 600.0,
+                        "min_replicas": 1, "max_replicas": 2, "cooldown_s": 600.0, "sustain_s": 5.0,
                         "idle_for_s": 600.0},
         },
         scaler={"worker_configs": {"tiny-fb": str(scaler_config)}, "ready_timeout_s": 90.0},
