@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/detector_faults.py --quick     # about 8 minutes
     .venv/bin/python bench/detector_faults.py             # long stretches (about 20 minutes)
+    .venv/bin/python bench/detector_faults.py --clean 30  # 30 minutes of clean traffic only
+
+``--clean N`` runs no fault at all: N minutes of clean, bursty, diurnal-shaped traffic next to
+the CPU-stress neighbour, counted from the workers' cold start (their model load and first
+requests are in it), and reports every action the gateway took as a false one.
 
 Started here, on loopback: a tiny model (``switchgear model make-tiny``), three
 ``switchgear worker`` processes (two replicas of ``tiny``, one ``tiny-fb``), the gateway
@@ -24,7 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -317,7 +324,20 @@ def report(stretches: list[tuple[Stretch, float, float]], log: list[Req], action
         print(f"  {where}: {a['kind']} {a['target']} ({a['reason']})")
 
 
-async def run(quick: bool) -> int:
+def diurnal(t: float, period_s: float, rng: random.Random, burst_until: list[float]) -> float:
+    """Requests/s at ``t`` s into a clean run: 2..8 rps over a compressed day of ``period_s``,
+    plus a burst of 2.5x for 5 s at random moments (about one a minute)."""
+    base = 5.0 + 3.0 * math.sin(2 * math.pi * t / period_s)
+    if t >= burst_until[0] and rng.random() < 1 / 60:
+        burst_until[0] = t + 5.0
+    return base * (2.5 if t < burst_until[0] else 1.0)
+
+
+def clean_schedule(minutes: float) -> list[Stretch]:
+    return [Stretch("clean", minutes * 60.0, {"tiny-1": {}, "tiny-2": {}}, None)]
+
+
+async def run(quick: bool, clean_minutes: float | None = None) -> int:
     t_begin = time.time()
     with tempfile.TemporaryDirectory() as d, processes(Path(d), quick) as urls:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -334,12 +354,18 @@ async def run(quick: bool) -> int:
             done: list[tuple[Stretch, float, float]] = [
                 (Stretch("clean", clean0, {}, None), start, time.time())
             ]
-            for st in schedule(quick, median):
+            plan = (
+                schedule(quick, median) if clean_minutes is None else clean_schedule(clean_minutes)
+            )
+            rng, burst_until = random.Random(0), [0.0]
+            for st in plan:
                 s0 = time.time()
                 await set_faults(http, urls, st.faults)
                 steps = int(st.seconds)
                 for i in range(steps):
-                    if st.ramp_to is not None:
+                    if clean_minutes is not None:  # two compressed days in the run
+                        load.rps = diurnal(i, st.seconds / 2, rng, burst_until)
+                    elif st.ramp_to is not None:
                         up = min(1.0, (i + 1) / max(1.0, st.ramp_s))
                         load.rps = st.rps + (st.ramp_to - st.rps) * up
                     await asyncio.sleep(1.0)
@@ -358,13 +384,19 @@ async def run(quick: bool) -> int:
                 actions = (await r.json())["actions"]
     clean_s = sum(e - s for st, s, e in done if st.name == "clean")
     report(done, load.log, actions, level, clean_s, time.time() - t_begin)
+    if clean_minutes is not None:  # every action of the run is a false one, cold start included
+        acting = [a for a in actions if a["kind"] in ACTING]
+        print(f"clean run: {len(acting)} actions from the workers' cold start on "
+              f"({len(acting) / ((time.time() - t_begin) / 3600):.1f} per hour)")  # fmt: skip
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short stretches (about 4 minutes)")
-    return asyncio.run(run(ap.parse_args(argv).quick))
+    ap.add_argument("--quick", action="store_true", help="short stretches (about 8 minutes)")
+    ap.add_argument("--clean", type=float, metavar="MINUTES", help="clean traffic only, no fault")
+    args = ap.parse_args(argv)
+    return asyncio.run(run(args.quick, args.clean))
 
 
 if __name__ == "__main__":

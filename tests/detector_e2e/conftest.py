@@ -185,7 +185,9 @@ def gateway_settings(workers: dict[str, Worker], **detector: Any) -> Settings:
     )  # fmt: skip
 
 
-async def until(check: Callable[[], Awaitable[T | None]], within: float, what: str) -> T:
+async def until(
+    check: Callable[[], Awaitable[T | None]], within: float, what: str | Callable[[], str]
+) -> T:
     """Poll ``check`` (between requests of the load) until it returns a value; fail after
     ``within`` seconds saying ``what`` was awaited."""
     value: T = await poll_until(check, within, what, interval=0.1)

@@ -120,7 +120,17 @@ async def test_a_failing_replica_is_ejected_within_10s(
     try:
         await clean_median(client, load)
         await workers["tiny-a"].faults(error_rate=0.2)
-        found = await until(action_check(client, {"eject"}, {"tiny-1"}), 10, "ejected")
+        t0 = time.time()
+
+        def state() -> str:  # what the judge had at the deadline, for the failure message
+            reps = client.app[keys.DETECTOR].policy.judge.replicas
+            seen = {
+                b: [(round(ts - t0, 1), failed) for ts, _, failed, _ in r.samples if ts >= t0]
+                for b, r in reps.items()
+            }
+            return f"ejected (samples since the fault: {seen})"
+
+        found = await until(action_check(client, {"eject"}, {"tiny-1"}), 10, state)
         assert "error rate" in found["reason"]
     finally:
         await load.stop()
