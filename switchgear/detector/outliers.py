@@ -20,6 +20,8 @@ The rule (checked once per tick for every model, see docs/detector.md):
 - it is *failing* when at least ``min_errors`` of its newest ``error_samples`` requests
   (traffic and probes) failed and they are at least ``error_rate`` of them; that needs no
   latency median, so a failing replica that the retries starve is judged too;
+  a replica that has never answered (a worker still loading at start-up) is not failing:
+  the health checks and the breaker own it until its first answer;
 - ``consecutive`` slow checks in a row whose excess latencies sum to ``excess_evidence_s``
   (a 10x slower replica needs the ``consecutive`` checks, a replica 130 ms slower five),
   or one failing check, make it an outlier; ``consecutive`` good checks make an ejected
@@ -55,6 +57,9 @@ class _Replica:
     bad: int = 0
     excess: float = 0.0  # seconds of excess latency summed over the slow checks in a row
     good: int = 0
+    #: answered once at least: until then its failures are a start-up (the worker still
+    #: loading its model), which the health checks and the breaker own, not the judge
+    answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,7 @@ class OutlierJudge:
         rep = self.replicas.setdefault(obs.backend_id, _Replica())
         failed = obs.error is not None or obs.status >= 500
         rep.samples.append((obs.ts, obs.latency_s, failed, probe))
+        rep.answered = rep.answered or not failed
         if not flagged and not probe and not failed and rep.bad == 0:
             rep.reference.append(obs.latency_s)
 
@@ -147,7 +153,7 @@ class OutlierJudge:
             rep = self.replicas.setdefault(b, _Replica())
             last = windows[b][-s.error_samples :]
             failures = sum(1 for x in last if x[2])
-            err = failures / len(last) if failures >= s.min_errors else 0.0
+            err = failures / len(last) if failures >= s.min_errors and rep.answered else 0.0
             # an ejected replica gets probes only: compared with its peers' probes
             pool, what = (probes, "probe latency") if b in ejected else (answered, "latency")
             med = pool.get(b)

@@ -207,3 +207,15 @@ def test_a_small_excess_needs_more_slow_checks_than_a_large_one() -> None:
 
     assert checks_to_eject(0.53) == 2  # 10x slower: the two checks
     assert checks_to_eject(0.19) == 4  # 0.16 s slower: 4 checks add up 0.64 s
+
+
+def test_replicas_still_loading_at_start_up_are_not_failing_until_they_answered() -> None:
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
+    feed(judge, "a", [0.01] * 6, failed=6)  # 503 from a worker still loading its model
+    feed(judge, "b", [0.01] * 6, failed=6)
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=1.0)
+    assert d.eject == [] and d.fallback is not True
+    feed(judge, "a", [0.01], t0=1.0)  # a answers once: from now on its failures count
+    feed(judge, "a", [0.01] * 6, t0=1.1, failed=6)
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.0)
+    assert [b for b, _ in d.eject] == ["a"] and "error rate" in d.eject[0][1]
