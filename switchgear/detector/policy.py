@@ -6,8 +6,10 @@
   first readmitted backend restores it.
 - A memory anomaly (leak or trend) on a worker restarts it; a backend the gateway cannot
   restart gets an ``alert`` action instead. Memory never scales.
-- :class:`Autoscaler` turns a requests/s history into a replica count (Holt forecast over a
-  horizon against per-replica capacity; sustained idle scales in), bounded and cooled down.
+- :class:`Autoscaler` turns a model's arrival-rate history (requests started per second,
+  :mod:`switchgear.detector.load`: it keeps rising when the replicas are saturated, where
+  the completed rate flattens) into a replica count (Holt forecast over a horizon against
+  per-replica capacity; sustained idle scales in), bounded and cooled down.
 Every action is recorded for ``/admin/actions``.
 """
 
@@ -26,7 +28,7 @@ from switchgear.types import Action, AnomalyEvent
 
 
 class Autoscaler:
-    """Replica decisions for one model from its total requests/s, one point per tick."""
+    """Replica decisions for one model from its arrivals per second, one point per tick."""
 
     def __init__(self, settings: ScalingSettings, resolution_s: float = 1.0) -> None:
         self.s = settings
@@ -74,11 +76,12 @@ class Autoscaler:
 
 
 def load_rose(rps: Sequence[float], rise: float) -> float | None:
-    """How many times the model's requests/s rose, when by at least ``rise``: its mean of
-    the last 3 points against its median over the 60 before them (a burst), or its mean of
-    the last 10 points against the lowest 10-point mean of the 120 before them (a ramp, whose
-    completed requests/s flattens once the replicas are saturated); None otherwise (or with
-    fewer than 10 points before)."""
+    """How many times the model's offered load (its arrivals per second, one point per
+    tick) rose, when by at least ``rise``: its mean of the last 3 points against its median
+    over the 60 before them (a burst), or its mean of the last 10 points against the lowest
+    10-point mean of the 120 before them (a ramp); None otherwise (or with fewer than 10
+    points before). Arrivals, not completions: the completed rate flattens once the
+    replicas are saturated, and stays put when every replica is slower at a steady load."""
     if len(rps) < 13:
         return None
     before = sorted(rps[-63:-3])
@@ -170,16 +173,20 @@ class Policy:
         self, model: str, control: GatewayControl, now: float, rps: Sequence[float] = ()
     ) -> tuple[list[Action], list[str]]:
         """Apply the outlier rule to ``model``: the actions taken and the replicas that
-        need a probe request. ``rps`` is the model's requests/s history: every replica slow
-        against its own past while it rose is load, which no fallback answers."""
+        need a probe request. ``rps`` is the model's arrivals per second: every replica slow
+        against its own past while they rose is load, which no fallback answers."""
         out: list[Action] = []
         ids = [b.id for b in control.backends(model)]
         ejected = {b for b in ids if b in self.ejected}
         d = self.judge.decide(
             ids, ejected, control.has_fallback(model), model in self.fallback_active, now
         )
-        if d.fallback is True and d.slow_only and load_rose(rps, self.judge.s.load_rise):
-            d = replace(d, fallback=None)
+        if load_rose(rps, self.judge.s.load_rise):
+            # the offered load rose: slow replicas are queueing, not faulty (one may queue
+            # more than its peer for a while); failing ones are still ejected
+            d = replace(d, eject=[e for e in d.eject if e[0] in d.failing])
+            if d.fallback is True and d.slow_only:
+                d = replace(d, fallback=None)
         for backend_id, reason in d.eject:
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model
@@ -248,7 +255,7 @@ class Policy:
 
     async def _restart(self, event: AnomalyEvent, control: GatewayControl) -> list[Action]:
         """Restart the backend; one the gateway cannot restart gets an alert instead.
-        Memory never scales (scaling follows requests/s only)."""
+        Memory never scales (scaling follows the offered load only)."""
         backend_id = event.backend_id
         assert backend_id is not None
         reason = f"{event.metric} growth (score {event.score:.2f})"
@@ -264,7 +271,7 @@ class Policy:
         now: float | None = None,
         resolution_s: float = 1.0,
     ) -> list[Action]:
-        """Evaluate scaling for ``model`` from its requests/s history (one point per tick)."""
+        """Evaluate scaling for ``model`` from its arrivals per second (one point per tick)."""
         if not self.settings.scaling.enabled:
             return []
         scaler = self.scalers.setdefault(model, Autoscaler(self.settings.scaling, resolution_s))

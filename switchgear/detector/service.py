@@ -1,10 +1,12 @@
 """The running detector of one gateway: engine, scraper, policy and actions, supervised.
 
-:class:`DetectorService` owns four background tasks, each restarted with backoff when it
+:class:`DetectorService` owns five background tasks, each restarted with backoff when it
 crashes (logged; the gateway keeps serving): the engine's ticks, the ``/metrics`` scraper,
-the *actor* that hands anomaly events to the ``on_anomaly`` hook one at a time, and the
-*timer* that calls :meth:`Policy.reprobe` every ``probe_interval_s`` and
-:meth:`Policy.autoscale` once per tick. The engine never waits for an action: events go
+the *actor* that hands anomaly events to the ``on_anomaly`` hook one at a time, the
+*timer* that calls :meth:`Policy.reprobe` every ``probe_interval_s``, the outlier rule and
+:meth:`Policy.autoscale` once per tick, and the *load meter* that adds one point of every
+model's arrival rate per tick (:mod:`switchgear.detector.load`; the load guard and the
+scaler read it). The engine never waits for an action: events go
 through a queue, so a scale-out that waits for a worker to load delays no tick. The actor
 and the timer share one lock, so policy state changes one action at a time.
 
@@ -31,6 +33,7 @@ from switchgear.detector.control import GatewayControl
 from switchgear.detector.engine import DetectorEngine
 from switchgear.detector.events import SeriesKey
 from switchgear.detector.leak import sustained_growth, theil_sen
+from switchgear.detector.load import InFlight, LoadMeter
 from switchgear.detector.policy import Policy
 from switchgear.detector.probes import Prober
 from switchgear.detector.report import DetectorMetrics
@@ -85,6 +88,7 @@ class DetectorService:
         metrics: DetectorMetrics | None = None,
         keep_actions: int = 500,
         leader: Callable[[], bool] | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.settings = settings
         self.pm, self.control, self.policy = pm, control, policy
@@ -100,10 +104,13 @@ class DetectorService:
         #: In a fleet only the leader's detector acts (``state.leader``); the others observe.
         self.leader = leader
         self.prober = Prober(session, settings.policy.outliers, self._probed)
+        #: the offered load per model (arrivals/s), read by the load guard and the scaler
+        self.load = LoadMeter(in_flight, settings.resolution_s, settings.history)
 
     def observe(self, obs: Observation) -> None:
         """One finished upstream attempt: into the series and the outlier rule."""
         self.engine.observe(obs)
+        self.load.completed(obs.model)
         self._judged(obs, probe=False)
 
     def _probed(self, obs: Observation) -> None:
@@ -198,20 +205,30 @@ class DetectorService:
                     await self._leaks()
                 if self.settings.policy.scaling.enabled:
                     for model in sorted({b.model for b in self._targets()}):
-                        rps = self.model_rps(model)
-                        if rps:
+                        load = self.load.values(model)
+                        if load:
                             self.record(
                                 await self.policy.autoscale(
-                                    model, rps, self.control, resolution_s=res
+                                    model, load, self.control, resolution_s=res
                                 )
                             )
+
+    async def _meter(self) -> None:
+        """One point of every model's arrivals per tick; never waits for the lock (a
+        scale-out that waits for a worker to load would leave a gap in the series)."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += self.settings.resolution_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self.load.tick({b.model for b in self._targets()})
 
     async def _outliers(self, _: float) -> None:
         now = time.time()
         by_id = {b.id: b for b in self._targets()}
         for model in sorted({b.model for b in by_id.values()}):
-            rps = self.model_rps(model)
-            actions, probe = await self.policy.outliers(model, self.control, now, rps)
+            load = self.load.values(model)
+            actions, probe = await self.policy.outliers(model, self.control, now, load)
             self.record(actions)
             for backend_id in probe:
                 if backend_id in by_id:
@@ -236,20 +253,6 @@ class DetectorService:
     def _targets(self) -> Iterable[Backend]:
         return self.targets()
 
-    def model_rps(self, model: str) -> list[float]:
-        """Requests/s of ``model`` over all its backends, one point per tick (oldest first)."""
-        rows = [
-            self.engine.store.values(k)
-            for k in list(self.engine.store.series)
-            if k.metric == "rps" and k.model == model
-        ]
-        n = max((len(r) for r in rows), default=0)
-        total = [0.0] * n
-        for r in rows:
-            for i, v in enumerate(r):
-                total[n - len(r) + i] += v
-        return total
-
     # --- lifecycle -----------------------------------------------------------------------
 
     def _crashed(self, name: str) -> None:
@@ -266,6 +269,7 @@ class DetectorService:
         self._spawn("scraper", lambda: scrape_loop(self.engine, self.session, self._targets))
         self._spawn("actor", self._act)
         self._spawn("timer", self._timer)
+        self._spawn("load", self._meter)
         try:
             yield self
         finally:

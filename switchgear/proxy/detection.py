@@ -175,6 +175,7 @@ def setup_detection(app: web.Application) -> None:
             session=session,
             metrics=DetectorMetrics(app[keys.METRICS].registry),
             leader=app[keys.FLEET].is_leader,
+            in_flight=lambda: app[keys.CAPACITY].in_flight(),
         )
         observers = app[keys.OBSERVERS]
         observers.append(service.observe)
