@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import random
@@ -337,7 +338,20 @@ def clean_schedule(minutes: float) -> list[Stretch]:
     return [Stretch("clean", minutes * 60.0, {"tiny-1": {}, "tiny-2": {}}, None)]
 
 
-async def run(quick: bool, clean_minutes: float | None = None) -> int:
+def dump(path: Path, stretches: list[tuple[Stretch, float, float]], log: list[Req],
+         actions: list[dict[str, object]]) -> None:  # fmt: skip
+    """The run as JSON, for analysis (``--dump``): stretches, every request, every action."""
+    body = {
+        "stretches": [
+            {"name": st.name, "target": st.target, "start": s, "end": e} for st, s, e in stretches
+        ],  # fmt: skip
+        "requests": [[r.start, r.end, r.status, r.backend] for r in log],
+        "actions": actions,
+    }
+    path.write_text(json.dumps(body))
+
+
+async def run(quick: bool, clean_minutes: float | None = None, out: Path | None = None) -> int:
     t_begin = time.time()
     with tempfile.TemporaryDirectory() as d, processes(Path(d), quick) as urls:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -384,6 +398,8 @@ async def run(quick: bool, clean_minutes: float | None = None) -> int:
                 actions = (await r.json())["actions"]
     clean_s = sum(e - s for st, s, e in done if st.name == "clean")
     report(done, load.log, actions, level, clean_s, time.time() - t_begin)
+    if out is not None:
+        dump(out, done, load.log, actions)
     if clean_minutes is not None:  # every action of the run is a false one, cold start included
         acting = [a for a in actions if a["kind"] in ACTING]
         print(f"clean run: {len(acting)} actions from the workers' cold start on "
@@ -395,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short stretches (about 8 minutes)")
     ap.add_argument("--clean", type=float, metavar="MINUTES", help="clean traffic only, no fault")
+    ap.add_argument("--dump", type=Path, metavar="FILE", help="write the run as JSON")
     args = ap.parse_args(argv)
-    return asyncio.run(run(args.quick, args.clean))
+    return asyncio.run(run(args.quick, args.clean, args.dump))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,20 @@ The rule (checked once per tick for every model, see docs/detector.md):
 - it is *slow* when its median exceeds ``latency_ratio`` x the median of its admitted
   peers' medians (Envoy's success-rate outlier detection applied to latency), or
   ``self_ratio`` x its own reference median (its healthy traffic samples, used once it holds
-  ``reference_samples``), by at least ``min_excess_s`` either way;
+  ``reference_samples``), and either way by at least the *floor*: ``excess_mads`` x the
+  spread of what it is compared with (the median absolute deviation of the peers' newest
+  requests, or of its reference), never less than ``min_excess_s``. The floor scales with
+  the latency noise of the model on its host, not a fixed figure: a 3x slowdown of a 50 ms
+  model is 100 ms, of a 10 ms one 20 ms;
 - it is *failing* when at least ``min_errors`` of its newest ``error_samples`` requests
   (traffic and probes) failed and they are at least ``error_rate`` of them; that needs no
   latency median, so a failing replica that the retries starve is judged too;
   a replica that has never answered (a worker still loading at start-up) is not failing:
-  the health checks and the breaker own it until its first answer;
+  the health checks and the breaker own it until its first answer, and its failures from
+  before that answer never enter its window;
 - ``consecutive`` slow checks in a row whose excess latencies sum to ``excess_evidence_s``
-  (a 10x slower replica needs the ``consecutive`` checks, a replica 130 ms slower five),
+  or to ``evidence_medians`` x the median it was compared with, whichever is less (a 10x
+  slower replica needs the ``consecutive`` checks, a 3x slower one ``evidence_medians / 2``),
   or one failing check, make it an outlier; ``consecutive`` good checks make an ejected
   replica a candidate for readmission (after a health probe).
 
@@ -56,6 +62,7 @@ class _Replica:
     since: float = -math.inf  # samples before the model's last change are dropped
     bad: int = 0
     excess: float = 0.0  # seconds of excess latency summed over the slow checks in a row
+    relative: float = 0.0  # the same excesses, each over the median it was compared with
     good: int = 0
     #: answered once at least: until then its failures are a start-up (the worker still
     #: loading its model), which the health checks and the breaker own, not the judge
@@ -85,10 +92,19 @@ class Decision:
     fallback: bool | None  # True: fall back, False: restore, None: leave as is
     probe: list[str]  # replicas to send a probe request to
     slow_only: bool = False  # every bad replica is slow only against its own past
+    failing: frozenset[str] = frozenset()  # the replicas bad for their errors
 
 
 def _medians(lat: dict[str, list[float]], n: int) -> dict[str, float]:
     return {b: statistics.median(v) for b, v in lat.items() if len(v) >= n}
+
+
+def mad(values: list[float]) -> float:
+    """The median absolute deviation from the median (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    mid = statistics.median(values)
+    return statistics.median([abs(v - mid) for v in values])
 
 
 class OutlierJudge:
@@ -101,8 +117,12 @@ class OutlierJudge:
         fallback) and probes stay out of the replica's healthy reference."""
         rep = self.replicas.setdefault(obs.backend_id, _Replica())
         failed = obs.error is not None or obs.status >= 500
+        if failed and not rep.answered:
+            # a start-up (the worker still loading): kept out of the window, so that its
+            # first answer does not make those failures count
+            return
         rep.samples.append((obs.ts, obs.latency_s, failed, probe))
-        rep.answered = rep.answered or not failed
+        rep.answered = True
         if not flagged and not probe and not failed and rep.bad == 0:
             rep.reference.append(obs.latency_s)
 
@@ -114,7 +134,7 @@ class OutlierJudge:
         window starts again, and so do its counters."""
         for b in replicas:
             rep = self.replicas.setdefault(b, _Replica())
-            rep.since, rep.bad, rep.good, rep.excess = now, 0, 0, 0.0
+            rep.since, rep.bad, rep.good, rep.excess, rep.relative = now, 0, 0, 0.0, 0.0
 
     def _window(self, backend_id: str, now: float) -> list[tuple[float, float, bool, bool]]:
         rep = self.replicas.get(backend_id)
@@ -125,37 +145,49 @@ class OutlierJudge:
             rep.samples.popleft()
         return list(rep.samples)
 
+    def floor(self, spread: float) -> float:
+        """The least excess that counts, against latencies of median deviation ``spread``."""
+        return max(self.s.min_excess_s, self.s.excess_mads * spread)
+
     def _reason(  # noqa: PLR0913 - the replica's figures against the rule's
-        self, med: float, peer: float | None, ref: float | None, err: float, what: str
+        self,
+        med: float,
+        peer: tuple[float, float] | None,
+        ref: tuple[float, float] | None,
+        err: float,
+        what: str,
     ) -> str:
+        """``peer`` and ``ref``: (median, median absolute deviation) compared with."""
         s = self.s
         if err >= s.error_rate:
             return f"error rate {err:.0%} of its last {s.error_samples} requests"
-        if peer is not None and med > s.latency_ratio * peer and med - peer >= s.min_excess_s:
-            return f"median {what} {med:.3f}s > {s.latency_ratio:g} x peers' {peer:.3f}s"
-        if ref is not None and med > s.self_ratio * ref and med - ref >= s.min_excess_s:
-            return f"median {what} {med:.3f}s > {s.self_ratio:g} x its usual {ref:.3f}s"
+        if peer is not None:
+            (p, spread), ratio = peer, s.latency_ratio
+            if med > ratio * p and med - p >= self.floor(spread):
+                return f"median {what} {med:.3f}s > {ratio:g} x peers' {p:.3f}s"
+        if ref is not None:
+            (r, spread), ratio = ref, s.self_ratio
+            if med > ratio * r and med - r >= self.floor(spread):
+                return f"median {what} {med:.3f}s > {ratio:g} x its usual {r:.3f}s"
         return ""
 
     def verdicts(self, replicas: list[str], ejected: set[str], now: float) -> dict[str, Verdict]:
         """Judge ``replicas`` (one model's) and advance their bad/good counters."""
         s = self.s
         windows = {b: self._window(b, now) for b in replicas}
-        answered = _medians(
-            {b: [x[1] for x in w][-s.recent :] for b, w in windows.items()}, s.min_samples
-        )
-        probes = _medians(
-            {b: [x[1] for x in w if x[3]][-s.recent :] for b, w in windows.items()},
-            s.min_samples,
-        )
+        newest = {b: [x[1] for x in w][-s.recent :] for b, w in windows.items()}
+        newest_probes = {b: [x[1] for x in w if x[3]][-s.recent :] for b, w in windows.items()}
+        answered = _medians(newest, s.min_samples)
+        probes = _medians(newest_probes, s.min_samples)
         out: dict[str, Verdict] = {}
         for b in replicas:
             rep = self.replicas.setdefault(b, _Replica())
             last = windows[b][-s.error_samples :]
             failures = sum(1 for x in last if x[2])
-            err = failures / len(last) if failures >= s.min_errors and rep.answered else 0.0
+            err = failures / len(last) if failures >= s.min_errors else 0.0
             # an ejected replica gets probes only: compared with its peers' probes
             pool, what = (probes, "probe latency") if b in ejected else (answered, "latency")
+            lat = newest_probes if b in ejected else newest
             med = pool.get(b)
             if med is None:
                 # no median, but failing is judged on what there is: a replica whose
@@ -165,21 +197,27 @@ class OutlierJudge:
                 reason = self._reason(0.0, None, None, err, what) if failing else ""
                 out[b] = Verdict(b, len(last), None, err, failing, False, reason, failures)
                 continue
-            peers = [m for p, m in pool.items() if p != b and p not in ejected]
-            peer = statistics.median(peers) if peers else None
+            others = [p for p in pool if p != b and p not in ejected]
+            peer = (
+                (statistics.median([pool[p] for p in others]),
+                 mad([x for p in others for x in lat[p]]))
+                if others else None
+            )  # fmt: skip
             ref = (
-                statistics.median(rep.reference)
+                (statistics.median(rep.reference), mad(list(rep.reference)))
                 if len(rep.reference) >= s.reference_samples
                 else None
             )
             reason = self._reason(med, peer, ref, err, what)
             rep.bad, rep.good = (rep.bad + 1, 0) if reason else (0, rep.good + 1)
-            base = min(x for x in (peer, ref, med) if x is not None)
+            base = min(x[0] for x in (peer, ref, (med, 0.0)) if x is not None)
             rep.excess = rep.excess + med - base if reason else 0.0
+            rep.relative = rep.relative + (med - base) / max(base, 1e-6) if reason else 0.0
             # slow long enough: ``consecutive`` checks, and the longer the smaller the
             # excess (a neighbour stalling a process briefly adds little); failing needs
             # no repeat: a clean replica does not fail requests
-            slow = rep.bad >= s.consecutive and rep.excess >= s.excess_evidence_s
+            evidence = rep.excess >= s.excess_evidence_s or rep.relative >= s.evidence_medians
+            slow = rep.bad >= s.consecutive and evidence
             bad = slow or err >= s.error_rate
             good = rep.good >= s.consecutive
             out[b] = Verdict(b, len(last), med, err, bad, good, reason, failures)
@@ -229,4 +267,5 @@ class OutlierJudge:
             eject = [(b, verdicts[b].reason) for b in ejectable[: max(0, room)]]
         readmit = [b for b in replicas if b in ejected and verdicts[b].good]
         slow_only = bool(bad) and not ejectable
-        return Decision(eject, readmit, fallback, probe, slow_only)
+        failing = frozenset(b for b in bad if verdicts[b].error_rate >= self.s.error_rate)
+        return Decision(eject, readmit, fallback, probe, slow_only, failing)

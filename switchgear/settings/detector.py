@@ -65,8 +65,11 @@ class OutlierSettings(Section):
     recent: int = Field(8, ge=1)
     latency_ratio: float = Field(2.0, gt=1)
     self_ratio: float = Field(2.5, gt=1)
-    #: Latency differences below this are never slow (noise of very fast replicas).
-    min_excess_s: float = Field(0.1, ge=0)
+    #: The floor of the excess latency that counts: ``excess_mads`` x the median absolute
+    #: deviation of the latencies compared with (the peers' newest, or the replica's
+    #: reference), and never below ``min_excess_s`` (timer and scheduling noise).
+    min_excess_s: float = Field(0.02, ge=0)
+    excess_mads: float = Field(6.0, ge=0)
     #: Healthy samples of a replica before its own past is used as a reference.
     reference_samples: int = Field(50, ge=1)
     #: Failing: at least ``min_errors`` of its newest ``error_samples`` requests failed,
@@ -74,14 +77,17 @@ class OutlierSettings(Section):
     error_rate: float = Field(0.1, gt=0, le=1)
     min_errors: int = Field(2, ge=1)
     error_samples: int = Field(20, ge=1)
-    #: Every replica slow (against its own past) while the model's requests/s of the last
-    #: 3 s is at least ``load_rise`` x its median over the minute before is load: no
+    #: While the model's offered load (arrivals/s) of the last 3 s is at least
+    #: ``load_rise`` x its median over the minute before (or its last 10 s x the lowest
+    #: 10 s of the 2 min before), slow replicas are load: no latency ejection and no
     #: fallback (the smaller fallback model would not serve it better); scaling answers it.
     load_rise: float = Field(1.5, gt=1)
     consecutive: int = Field(3, ge=1)
     #: Slow checks in a row must also add up this much excess latency (median - peers' or
-    #: usual median, summed over the checks): small excesses need more checks.
+    #: usual median, summed over the checks), or ``evidence_medians`` x that median,
+    #: whichever comes first: small excesses need more checks.
     excess_evidence_s: float = Field(0.6, ge=0)
+    evidence_medians: float = Field(8.0, ge=0)
     max_ejection_percent: float = Field(50.0, ge=0, le=100)
     probe_interval_s: float = Field(1.0, gt=0)
     probe_timeout_s: float = Field(5.0, gt=0)

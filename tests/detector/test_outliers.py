@@ -38,7 +38,7 @@ def test_too_few_samples_asks_for_probes_and_judges_nothing() -> None:
 def test_noise_within_the_ratio_and_small_differences_never_eject() -> None:
     judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     feed(judge, "a", [0.010, 0.012, 0.011, 0.013] * 10)
-    feed(judge, "b", [0.025, 0.030, 0.028, 0.025] * 10)  # 2.3x but 15 ms: under the floor
+    feed(judge, "b", [0.025, 0.030, 0.028, 0.025] * 10)  # 2.3x but 15 ms: under 20 ms
     d = judge.decide(["a", "b"], set(), has_fallback=False, in_fallback=False, now=4.0)
     assert d.eject == []
 
@@ -110,7 +110,8 @@ async def test_policy_guards_hysteresis_ejections_too() -> None:
 def test_a_failing_replica_with_few_samples_is_ejected_on_its_errors() -> None:
     judge = OutlierJudge(OutlierSettings(consecutive=2, excess_evidence_s=0.0))
     feed(judge, "a", [0.1] * 40)
-    feed(judge, "b", [0.01] * 3, t0=3.0, failed=2)  # retried elsewhere: three samples
+    feed(judge, "b", [0.01], t0=2.0)  # it answered before
+    feed(judge, "b", [0.01] * 3, t0=3.0, failed=2)  # retried elsewhere: three samples more
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
     assert [b for b, _ in d.eject] == ["b"] and "error rate" in d.eject[0][1]
 
@@ -194,19 +195,47 @@ def test_in_fallback_the_model_is_restored_when_probes_are_as_fast_as_usual() ->
 
 
 def test_a_small_excess_needs_more_slow_checks_than_a_large_one() -> None:
-    s = OutlierSettings(consecutive=2, excess_evidence_s=0.6)
+    s = OutlierSettings(consecutive=2, excess_evidence_s=0.6, evidence_medians=8.0)
 
-    def checks_to_eject(slow: float) -> int:
+    def checks_to_eject(peer: float, slow: float) -> int:
         judge = OutlierJudge(s)
-        feed(judge, "a", [0.03] * 40)
+        feed(judge, "a", [peer] * 40)
         feed(judge, "b", [slow] * 40)
         for n in range(1, 20):
             if judge.decide(["a", "b"], set(), True, False, now=4.0 + n * 0.01).eject:
                 return n
         return 0
 
-    assert checks_to_eject(0.53) == 2  # 10x slower: the two checks
-    assert checks_to_eject(0.19) == 4  # 0.16 s slower: 4 checks add up 0.64 s
+    # a fast model: the excesses must add up 8 x the peers' median (0.24 s)
+    assert checks_to_eject(0.03, 0.30) == 2  # 10x slower: the two checks
+    assert checks_to_eject(0.03, 0.09) == 4  # 3x: 2 medians of excess a check
+    assert checks_to_eject(0.03, 0.075) == 6  # 2.5x: 1.5 a check
+    # a slow model: 0.6 s of excess comes first (8 x 0.5 s would take 8 checks)
+    assert checks_to_eject(0.5, 1.05) == 2  # 2.1x, 0.55 s a check
+    assert checks_to_eject(0.2, 0.45) == 3  # 2.25x, 0.25 s a check (relative: 7 checks)
+    # and without any evidence asked, the checks in a row alone
+    s = OutlierSettings(consecutive=2, excess_evidence_s=0.0, evidence_medians=0.0)
+    assert checks_to_eject(0.03, 0.075) == 2
+
+
+def test_the_floor_scales_with_the_spread_of_the_latencies_compared_with() -> None:
+    s = OutlierSettings(consecutive=1, excess_evidence_s=0.0, min_excess_s=0.02, excess_mads=6)
+
+    def ejected(peer: list[float], slow: float) -> bool:
+        judge = OutlierJudge(s)
+        feed(judge, "a", peer * 10)
+        feed(judge, "b", [slow] * 40)
+        return bool(judge.decide(["a", "b"], set(), True, False, now=4.0).eject)
+
+    steady = [0.046, 0.048, 0.050, 0.048]  # a 48 ms model, 1 ms of median deviation
+    assert ejected(steady, 0.144)  # 3x: 96 ms over, the floor is 20 ms
+    assert not ejected(steady, 0.060)  # within the ratio
+    noisy = [0.02, 0.04, 0.06, 0.08]  # the same median, 20 ms of median deviation
+    assert not ejected(noisy, 0.144)  # 96 ms is under 6 x 20 ms: queueing noise
+    assert ejected(noisy, 0.2)  # 150 ms over: above it
+    # the absolute floor under a very steady, very fast peer
+    assert not ejected([0.005] * 4, 0.015)  # 3x, but 10 ms: timer noise
+    assert ejected([0.010] * 4, 0.031)  # 3.1x of 10 ms: 21 ms
 
 
 def test_replicas_still_loading_at_start_up_are_not_failing_until_they_answered() -> None:
@@ -215,7 +244,10 @@ def test_replicas_still_loading_at_start_up_are_not_failing_until_they_answered(
     feed(judge, "b", [0.01] * 6, failed=6)
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=1.0)
     assert d.eject == [] and d.fallback is not True
-    feed(judge, "a", [0.01], t0=1.0)  # a answers once: from now on its failures count
-    feed(judge, "a", [0.01] * 6, t0=1.1, failed=6)
-    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.0)
+    feed(judge, "a", [0.01], t0=1.0)  # a answers once: its start-up failures stay out
+    feed(judge, "b", [0.01], t0=1.0)
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=1.5)
+    assert d.eject == [] and d.fallback is not True
+    feed(judge, "a", [0.01] * 6, t0=1.6, failed=6)  # from now on its failures count
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.5)
     assert [b for b, _ in d.eject] == ["a"] and "error rate" in d.eject[0][1]
