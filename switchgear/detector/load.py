@@ -39,7 +39,7 @@ class LoadMeter:
         self.done[model] += 1
 
     def tick(self, models: Iterable[str] = ()) -> dict[str, float]:
-        """Close one tick: the arrivals per second of every model seen (or named)."""
+        """Close one tick: the arrivals per second of every model with traffic so far."""
         try:
             flight = dict(self.in_flight())
         except Exception:  # a failing count must not stop the meter: completed only
@@ -49,8 +49,13 @@ class LoadMeter:
             now = flight.get(model, 0)
             grew = now - self.flight.get(model, 0)
             # retried attempts count twice and requests parsed late once: never below 0
-            out[model] = max(0.0, self.done.get(model, 0) + grew) / self.resolution_s
-            self.series.setdefault(model, deque(maxlen=self.history)).append(out[model])
+            rate = max(0.0, self.done.get(model, 0) + grew) / self.resolution_s
+            if model not in self.series and rate == 0.0:
+                # a series starts with the model's first traffic: the idle ticks before it
+                # (workers still loading) would make any first load look like a rise
+                continue
+            out[model] = rate
+            self.series.setdefault(model, deque(maxlen=self.history)).append(rate)
         self.flight, self.done = flight, defaultdict(int)
         return out
 

@@ -185,7 +185,7 @@ class Policy:
             # the offered load rose: slow replicas are queueing, not faulty (one may queue
             # more than its peer for a while); failing ones are still ejected
             d = replace(d, eject=[e for e in d.eject if e[0] in d.failing])
-            if d.fallback is True and d.slow_only:
+            if d.fallback is True and not d.failing:
                 d = replace(d, fallback=None)
         for backend_id, reason in d.eject:
             await control.eject(backend_id, reason)

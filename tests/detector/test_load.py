@@ -59,7 +59,23 @@ def test_a_failing_in_flight_count_falls_back_to_completions() -> None:
     for _ in range(3):
         meter.completed("m")
     assert meter.tick() == {"m": 3.0}
-    assert LoadMeter().tick({"m"}) == {"m": 0.0}  # no count at all: completions only
+    meter = LoadMeter()  # no count at all: completions only
+    meter.completed("m")
+    assert meter.tick({"m"}) == {"m": 1.0}
+
+
+def test_a_series_starts_with_the_models_first_traffic() -> None:
+    meter = LoadMeter()
+    for _ in range(60):  # the gateway is up, its workers still load: no traffic
+        assert meter.tick({"m"}) == {}
+    for _ in range(20):
+        for _ in range(5):
+            meter.completed("m")
+        meter.tick({"m"})
+    assert meter.values("m") == [5.0] * 20
+    assert load_rose(meter.values("m"), 1.5) is None  # the first load is no rise
+    meter.tick({"m"})  # once started, an idle tick is a point
+    assert meter.values("m")[-1] == 0.0
 
 
 async def test_a_saturated_ramp_is_not_a_fallback_but_ten_times_slower_is() -> None:
