@@ -132,3 +132,22 @@ async def test_while_the_offered_load_rises_only_failing_replicas_are_ejected() 
     assert m == [] and [(a.kind, a.target) for a in n] == [("eject", "d")]
     steady, _ = await policy.outliers("m", gw, now=2.6, rps=[5.0] * 63)
     assert [(a.kind, a.target) for a in steady] == [("eject", "b")]  # at a steady load
+
+
+async def test_while_the_load_rose_a_mix_of_slow_replicas_does_not_fall_back() -> None:
+    gw = FakeGateway({"m": ["a", "b"]})
+
+    def saturated() -> Policy:
+        settings = OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
+        policy = Policy(PolicySettings(outliers=settings))
+        for b in "ab":
+            feed(policy.judge, b, [0.05] * 30)
+        feed(policy.judge, "a", [0.3] * 10, t0=20.0)  # slow against its own past
+        feed(policy.judge, "b", [1.0] * 10, t0=20.0)  # and queueing more: against its peer
+        return policy
+
+    rising = [5.0] * 60 + [12.0] * 3
+    actions, _ = await saturated().outliers("m", gw, now=21.0, rps=rising)
+    assert actions == []
+    actions, _ = await saturated().outliers("m", gw, now=21.0, rps=[5.0] * 63)
+    assert "fallback" in [a.kind for a in actions]
