@@ -93,6 +93,7 @@ class Decision:
     probe: list[str]  # replicas to send a probe request to
     slow_only: bool = False  # every bad replica is slow only against its own past
     failing: frozenset[str] = frozenset()  # the replicas bad for their errors
+    suspect: frozenset[str] = frozenset()  # probed, with a failure in the window: a burst
 
 
 def _medians(lat: dict[str, list[float]], n: int) -> dict[str, float]:
@@ -268,4 +269,5 @@ class OutlierJudge:
         readmit = [b for b in replicas if b in ejected and verdicts[b].good]
         slow_only = bool(bad) and not ejectable
         failing = frozenset(b for b in bad if verdicts[b].error_rate >= self.s.error_rate)
-        return Decision(eject, readmit, fallback, probe, slow_only, failing)
+        suspect = frozenset(b for b in probe if verdicts[b].failures and b not in failing)
+        return Decision(eject, readmit, fallback, probe, slow_only, failing, suspect)

@@ -98,6 +98,8 @@ class Policy:
         self.settings = settings or PolicySettings()
         self.actions: deque[Action] = deque(maxlen=keep)
         self.ejected: dict[str, str] = {}  # backend id -> model
+        #: model -> its probed replicas with a failure in their window (a burst of probes)
+        self.suspects: dict[str, frozenset[str]] = {}
         self.open_events: dict[str, AnomalyEvent] = {}  # backend id -> ejecting event
         self.fallback_active: set[str] = set()
         self.scalers: dict[str, Autoscaler] = {}
@@ -187,6 +189,7 @@ class Policy:
             d = replace(d, eject=[e for e in d.eject if e[0] in d.failing])
             if d.fallback is True and not d.failing:
                 d = replace(d, fallback=None)
+        self.suspects[model] = d.suspect
         for backend_id, reason in d.eject:
             await control.eject(backend_id, reason)
             self.ejected[backend_id] = model

@@ -3,7 +3,9 @@
 The balancer moves traffic away from a slow replica, so it may get too few requests for
 the outlier rule (:mod:`switchgear.detector.outliers`) to judge it. ``Prober.probe`` sends it
 one small chat completion (``max_tokens: 1``), at most one in flight per replica and one
-per ``probe_interval_s``; the result (a timeout counts as a failed request as slow as the
+per ``probe_interval_s``; a replica with a failure in its window (a *suspect*) gets a burst
+of ``suspect_probes`` back to back instead, so that a replica failing 20% of its requests,
+which the balancer starves, is judged on enough requests within 10 s. Each result (a timeout counts as a failed request as slow as the
 timeout) is handed to ``on_result`` as an :class:`~switchgear.types.Observation`.
 """
 
@@ -32,17 +34,25 @@ class Prober:
         self._last: dict[str, float] = {}
         self.sent = 0
 
-    def probe(self, backend: Backend) -> None:
-        """Start a probe of ``backend`` unless one is in flight or one started recently."""
+    def probe(self, backend: Backend, *, burst: bool = False) -> None:
+        """Start a probe of ``backend`` (``suspect_probes`` of them one after the other when
+        ``burst``) unless one is in flight or one started recently."""
         now = time.monotonic()
         if backend.id in self._inflight or now - self._last.get(backend.id, -1e9) < (
             self.s.probe_interval_s
         ):
             return
         self._last[backend.id] = now
-        task = asyncio.create_task(self._one(backend), name=f"switchgear-probe-{backend.id}")
+        count = self.s.suspect_probes if burst else 1
+        task = asyncio.create_task(
+            self._burst(backend, count), name=f"switchgear-probe-{backend.id}"
+        )
         self._inflight[backend.id] = task
         task.add_done_callback(lambda _: self._inflight.pop(backend.id, None))
+
+    async def _burst(self, backend: Backend, count: int) -> None:
+        for _ in range(count):
+            await self._one(backend)
 
     async def _one(self, backend: Backend) -> None:
         body = {

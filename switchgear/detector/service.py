@@ -232,7 +232,8 @@ class DetectorService:
             self.record(actions)
             for backend_id in probe:
                 if backend_id in by_id:
-                    self.prober.probe(by_id[backend_id])
+                    suspect = backend_id in self.policy.suspects.get(model, ())
+                    self.prober.probe(by_id[backend_id], burst=suspect)
 
     async def _leaks(self) -> None:
         s = self.settings.policy.leak

@@ -123,6 +123,7 @@ def test_one_failure_is_not_failing_but_asks_for_probes() -> None:
     feed(judge, "b", [0.1], t0=3.9, failed=1)  # 1 of its newest 20 (5%), under min_errors
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
     assert d.eject == [] and "b" in d.probe  # a suspect gets more samples
+    assert d.suspect == {"b"}  # ... a burst of probes: its peer gets one
     feed(judge, "b", [0.1] * 19, t0=4.0, failed=2)  # 2 of the newest 20 (10%)
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=6.0)
     assert [b for b, _ in d.eject] == ["b"]
