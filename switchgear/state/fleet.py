@@ -34,6 +34,7 @@ from switchgear.state.consul_leader import ConsulLeadership
 from switchgear.state.consul_store import ConsulStore
 from switchgear.state.health import HealthSync, HealthTarget, ModelTarget
 from switchgear.state.leader import Leadership
+from switchgear.state.leadership import LeaderElection
 from switchgear.state.limits import RedisLimits
 from switchgear.state.metrics import StateMetrics
 from switchgear.state.observations import Feed, ObservationRelay
@@ -61,7 +62,7 @@ class FleetState:
         self.consul: ConsulStore | None = None
         self.limits: RedisLimits | None = None
         self.health: HealthSync | ConsulHealth | None = None
-        self.leader: Leadership | ConsulLeadership | None = None
+        self.leader: LeaderElection | None = None
         self.relay: ObservationRelay | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
