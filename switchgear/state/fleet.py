@@ -32,7 +32,8 @@ from switchgear.settings.state import StateSettings
 from switchgear.state.consul_health import ConsulHealth
 from switchgear.state.consul_leader import ConsulLeadership
 from switchgear.state.consul_store import ConsulStore
-from switchgear.state.health import HealthSync, HealthTarget, ModelTarget
+from switchgear.state.health import HealthSync
+from switchgear.state.health_changes import HealthChanges, HealthTarget, ModelTarget
 from switchgear.state.leader import Leadership
 from switchgear.state.leadership import LeaderElection
 from switchgear.state.limits import RedisLimits
@@ -61,7 +62,7 @@ class FleetState:
         self.store: RedisStore | None = None
         self.consul: ConsulStore | None = None
         self.limits: RedisLimits | None = None
-        self.health: HealthSync | ConsulHealth | None = None
+        self.health: HealthChanges | None = None
         self.leader: LeaderElection | None = None
         self.relay: ObservationRelay | None = None
         self._tasks: list[asyncio.Task[None]] = []
