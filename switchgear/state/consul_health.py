@@ -34,7 +34,7 @@ import orjson
 from switchgear.discovery.consul_client import Backoff, TokenBucket
 from switchgear.settings.consul import seconds
 from switchgear.state.consul_store import ConsulStore, key_part
-from switchgear.state.health import (
+from switchgear.state.health_changes import (
     CLOSE,
     DIMENSION,
     EJECT,
@@ -43,6 +43,7 @@ from switchgear.state.health import (
     READMIT,
     RESTORE,
     Change,
+    HealthChanges,
     HealthTarget,
     ModelTarget,
 )
@@ -58,26 +59,19 @@ _UNSET = {"ejected": READMIT, "open": CLOSE, "fallback": RESTORE}
 Snapshot = dict[tuple[str, str], dict[str, Any]]
 
 
-class ConsulHealth:
+class ConsulHealth(HealthChanges):
+    """Backend health shared through Consul KV: an entry per change out, a blocking watch in."""
+
     def __init__(
         self, store: ConsulStore, target: HealthTarget, models: ModelTarget | None = None
     ) -> None:
-        self.store, self.target, self.models = store, target, models
+        super().__init__(store.metrics, target, models)
+        self.store = store
         self.prefix = store.key("health") + "/"
-        self._pending: dict[tuple[str, str], Change] = {}
         self._deleted: set[tuple[str, str]] = set()  # entries whose last write here deleted them
-        self._dirty = asyncio.Event()
-        self.synced = asyncio.Event()
         self._seen: Snapshot = {}
-        target.on_change = self.changed
-        if models is not None:
-            models.on_change = self.changed
 
     # --- out --------------------------------------------------------------------------------
-
-    def changed(self, backend_id: str, kind: str, reason: str) -> None:
-        self._pending[(backend_id, DIMENSION[kind])] = Change(backend_id, kind, reason, time.time())
-        self._dirty.set()
 
     def _key(self, dimension: str, name: str) -> str:
         return f"{self.prefix}{dimension}/{key_part(name)}"
@@ -97,17 +91,10 @@ class ConsulHealth:
             self._deleted.add((dim, c.backend_id))
             await kv.delete(self._key(dim, c.backend_id), token=token)
 
-    async def _flush(self) -> None:
-        if not self._pending:
-            return
-        batch = dict(self._pending)
+    async def _write_batch(self, batch: list[Change]) -> None:
         await self.store.call(
-            "consul_health_write", asyncio.gather(*(self._write(c) for c in batch.values()))
+            "consul_health_write", asyncio.gather(*(self._write(c) for c in batch))
         )
-        for k, c in batch.items():
-            if self._pending.get(k) is c:
-                del self._pending[k]
-        self.store.metrics.health_events.labels("published").inc(len(batch))
 
     async def writer(self) -> None:
         s = self.store

@@ -21,7 +21,6 @@ detector, as with Redis (:mod:`switchgear.state.leader`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -30,6 +29,7 @@ from collections.abc import Callable
 import consul
 
 from switchgear.state.consul_store import ConsulStore
+from switchgear.state.leadership import LeaderElection
 
 log = logging.getLogger("switchgear.state")
 
@@ -37,19 +37,24 @@ SESSION_TTL_MIN_S = 10
 LOCK_DELAY_S = 0.001  # Consul wants a lock delay above 0; the TTL bound above makes it moot
 
 
-class ConsulLeadership:
+class ConsulLeadership(LeaderElection):
+    """The detector leader's lock on Consul: a session with a TTL holds ``<root>leader``."""
+
     def __init__(
         self, store: ConsulStore, interval: float, clock: Callable[[], float] | None = None
     ) -> None:
-        self.store, self.interval = store, interval
+        self.store = store
         self.session_ttl = max(SESSION_TTL_MIN_S, math.ceil(store.state.leader_ttl_s / 2))
-        self.handover_s = 2 * self.session_ttl
+        super().__init__(
+            store.member,
+            store.metrics,
+            hold_s=self.session_ttl,
+            handover_s=2 * self.session_ttl,
+            interval=interval,
+            clock=clock,
+        )
         self.key = store.key("leader")
         self.session: str | None = None
-        self._clock = clock or asyncio.get_running_loop().time
-        self._until = 0.0
-        self._down_since: float | None = None
-        self.on_elected: list[Callable[[], None]] = []
         if self.handover_s > store.state.leader_ttl_s:
             log.info(
                 "detector leadership on Consul: session TTL %ds, a dead leader is replaced "
@@ -58,12 +63,6 @@ class ConsulLeadership:
                 self.handover_s,
                 store.state.leader_ttl_s,
             )
-
-    def is_leader(self) -> bool:
-        now = self._clock()
-        if now < self._until:
-            return True
-        return self._down_since is not None and now - self._down_since > self.handover_s
 
     async def _session(self) -> str:
         c, token = self.store.client, self.store.token
@@ -101,47 +100,7 @@ class ConsulLeadership:
         )
         return bool(won)
 
-    async def claim(self) -> bool:
-        sent = self._clock()
-        was = self.is_leader()
-        try:
-            won = await self._hold()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if self._down_since is None:
-                self._down_since = sent
-            won = False
-        else:
-            self._down_since = None
-        if won:
-            self._until = sent + self.session_ttl
-        elif self._down_since is None:
-            self._until = 0.0
-        return self._report(was)
-
-    def _report(self, was: bool) -> bool:
-        now_leads = self.is_leader()
-        self.store.metrics.leader.set(1 if now_leads else 0)
-        if now_leads and not was:
-            log.info("this process (%s) now leads the fleet's detector", self.store.member)
-            for callback in self.on_elected:
-                try:
-                    callback()
-                except Exception:
-                    log.exception("leadership callback %r failed", callback)
-        elif was and not now_leads:
-            log.info("this process (%s) no longer leads the detector", self.store.member)
-        return now_leads
-
-    async def run(self) -> None:
-        while True:
-            await self.claim()
-            await asyncio.sleep(self.interval)
-
-    async def release(self) -> None:
-        self._until = 0.0
-        self.store.metrics.leader.set(0)
+    async def _let_go(self) -> None:
         if self.session is None:
             return
         c, token = self.store.client, self.store.token

@@ -32,8 +32,10 @@ from switchgear.settings.state import StateSettings
 from switchgear.state.consul_health import ConsulHealth
 from switchgear.state.consul_leader import ConsulLeadership
 from switchgear.state.consul_store import ConsulStore
-from switchgear.state.health import HealthSync, HealthTarget, ModelTarget
+from switchgear.state.health import HealthSync
+from switchgear.state.health_changes import HealthChanges, HealthTarget, ModelTarget
 from switchgear.state.leader import Leadership
+from switchgear.state.leadership import LeaderElection
 from switchgear.state.limits import RedisLimits
 from switchgear.state.metrics import StateMetrics
 from switchgear.state.observations import Feed, ObservationRelay
@@ -60,8 +62,8 @@ class FleetState:
         self.store: RedisStore | None = None
         self.consul: ConsulStore | None = None
         self.limits: RedisLimits | None = None
-        self.health: HealthSync | ConsulHealth | None = None
-        self.leader: Leadership | ConsulLeadership | None = None
+        self.health: HealthChanges | None = None
+        self.leader: LeaderElection | None = None
         self.relay: ObservationRelay | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -13,92 +13,53 @@ then load both hashes and make the local state match them; so a gateway that sta
 comes back misses nothing and ends where the fleet is. While Redis is down, changes apply
 locally only and wait (the latest per backend) for the next connection.
 
-Writes never block a request: ``on_change`` only notes the change and wakes the writer task.
+Writes never block a request: ``on_change`` only notes the change and wakes the writer task
+(:class:`~switchgear.state.health_changes.HealthChanges`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from switchgear.state.health_changes import (
+    EJECT,
+    FALLBACK,
+    OPEN,
+    READMIT,
+    RESTORE,
+    Change,
+    HealthChanges,
+    HealthTarget,
+    ModelTarget,
+)
 from switchgear.state.store import FAILURES, RedisStore, cancelled_meanwhile
 
 log = logging.getLogger("switchgear.state")
 
-EJECT, READMIT, OPEN, CLOSE = "eject", "readmit", "open", "close"
-FALLBACK, RESTORE = "fallback", "restore"
-DIMENSION = {
-    EJECT: "ejected",
-    READMIT: "ejected",
-    OPEN: "open",
-    CLOSE: "open",
-    FALLBACK: "fallback",
-    RESTORE: "fallback",
-}
 
+class HealthSync(HealthChanges):
+    """Backend health shared over Redis: a pipeline of hash writes and publishes out, a
+    subscription in."""
 
-class HealthTarget(Protocol):
-    """What :class:`HealthSync` needs of the gateway's backend state."""
-
-    on_change: Callable[[str, str, str], None] | None
-
-    def apply(self, backend_id: str, kind: str, reason: str, age_s: float = 0.0) -> None: ...
-
-    def ejected_ids(self) -> dict[str, str]: ...
-
-
-class ModelTarget(Protocol):
-    """What :class:`HealthSync` needs of the gateway's fallback switches (per model)."""
-
-    on_change: Callable[[str, str, str], None] | None
-
-    def apply(self, model: str, kind: str, reason: str, age_s: float = 0.0) -> None: ...
-
-    def fallback_models(self) -> set[str]: ...
-
-
-@dataclass(slots=True)
-class Change:
-    backend_id: str
-    kind: str
-    reason: str
-    at: float
-
-
-class HealthSync:
     def __init__(
         self, store: RedisStore, target: HealthTarget, models: ModelTarget | None = None
     ) -> None:
-        self.store, self.target, self.models = store, target, models
+        super().__init__(store.metrics, target, models)
+        self.store = store
         self.channel = store.key("health")
-        self._pending: dict[tuple[str, str], Change] = {}
-        self._dirty = asyncio.Event()
-        self.synced = asyncio.Event()  # set once the first load after a connection is done
-        target.on_change = self.changed
-        if models is not None:
-            models.on_change = self.changed
 
     # --- out --------------------------------------------------------------------------------
 
-    def changed(self, backend_id: str, kind: str, reason: str) -> None:
-        self._pending[(backend_id, DIMENSION[kind])] = Change(backend_id, kind, reason, time.time())
-        self._dirty.set()
-
-    async def _flush(self) -> None:
-        if not self._pending:
-            return
-        batch = dict(self._pending)
+    async def _write_batch(self, batch: list[Change]) -> None:
         pipe = self.store.client.pipeline(transaction=False)
         ejected, opened = self.store.key("ejected"), self.store.key("open")
         fallback = self.store.key("fallback")
-        for c in batch.values():
+        for c in batch:
             if c.kind == FALLBACK:
                 pipe.hset(fallback, c.backend_id, c.reason)
             elif c.kind == RESTORE:
@@ -116,10 +77,6 @@ class HealthSync:
             message.update(k=c.kind, r=c.reason, t=c.at)
             pipe.publish(self.channel, orjson.dumps(message))
         await self.store.call("health_publish", pipe.execute())
-        for k, c in batch.items():
-            if self._pending.get(k) is c:
-                del self._pending[k]
-        self.store.metrics.health_events.labels("published").inc(len(batch))
 
     async def writer(self) -> None:
         while True:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from switchgear.default_plugins.openai_adapter import DataStream
 from switchgear.errors import UpstreamError
 from switchgear.proxy.sselines import lines
 from switchgear.types import Backend, RequestContext
+from tests.fakes.sse import sse_server
 
 BACKEND = Backend("b1", "m", "http://127.0.0.1:1/v1")
 CTX = RequestContext("rid", "chat.completions", {}, "m", "m", True)
@@ -23,36 +24,37 @@ def frame(i: int) -> bytes:
     return b'data: {"choices": [{"index": 0, "delta": {"content": "t%d"}}]}\n\n' % i
 
 
+Upstream = tuple[TestServer, asyncio.Queue[bytes | None]]
+
+
 @pytest.fixture
-async def upstream() -> AsyncIterator[tuple[TestServer, asyncio.Queue[bytes | None]]]:
-    pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+async def upstream() -> AsyncIterator[Upstream]:
+    """The upstream and the queue of its reads: the test sends each read, ``None`` ends it."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        while (piece := await pieces.get()) is not None:  # the test sends each read
-            await resp.write(piece)
-        await resp.write_eof()
-        return resp
+    async def pieces() -> AsyncIterator[bytes]:
+        while (piece := await queue.get()) is not None:
+            yield piece
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield server, pieces
+    server = await sse_server(pieces)
+    yield server, queue
     await server.close()
+
+
+@contextlib.asynccontextmanager
+async def stream_of(server: TestServer) -> AsyncIterator[DataStream]:
+    """The adapter's stream of one request to ``server``, read through :func:`lines`."""
+    async with aiohttp.ClientSession() as http, http.get(server.make_url("/")) as resp:
+        yield DataStream(BACKEND, CTX, lines(resp.content))
 
 
 def texts(chunks: list[dict[str, object]]) -> list[object]:
     return [c["choices"][0]["delta"]["content"] for c in chunks]  # type: ignore[index]
 
 
-async def test_chunks_by_read_and_one_by_one_in_turn(
-    upstream: tuple[TestServer, asyncio.Queue[bytes | None]],
-) -> None:
+async def test_chunks_by_read_and_one_by_one_in_turn(upstream: Upstream) -> None:
     server, pieces = upstream
-    async with aiohttp.ClientSession() as http, http.get(server.make_url("/")) as resp:
-        stream = DataStream(BACKEND, CTX, lines(resp.content))
+    async with stream_of(server) as stream:
         pieces.put_nowait(frame(0) + b": keep-alive\n\n" + frame(1) + b"data: {bad\n\n" + frame(2))
         assert texts([await anext(stream)]) == ["t0"]
         assert texts(await stream.next_batch()) == ["t1", "t2"]  # the rest of that read
@@ -64,12 +66,9 @@ async def test_chunks_by_read_and_one_by_one_in_turn(
         await stream.aclose()
 
 
-async def test_an_error_object_comes_after_the_chunks_before_it(
-    upstream: tuple[TestServer, asyncio.Queue[bytes | None]],
-) -> None:
+async def test_an_error_object_comes_after_the_chunks_before_it(upstream: Upstream) -> None:
     server, pieces = upstream
-    async with aiohttp.ClientSession() as http, http.get(server.make_url("/")) as resp:
-        stream = DataStream(BACKEND, CTX, lines(resp.content))
+    async with stream_of(server) as stream:
         pieces.put_nowait(frame(0) + b'data: {"error": {"message": "boom"}}\n\n' + frame(1))
         assert texts(await stream.next_batch()) == ["t0"]
         with pytest.raises(UpstreamError, match="boom"):
@@ -77,12 +76,9 @@ async def test_an_error_object_comes_after_the_chunks_before_it(
         await stream.aclose()
 
 
-async def test_the_end_without_done_is_an_error(
-    upstream: tuple[TestServer, asyncio.Queue[bytes | None]],
-) -> None:
+async def test_the_end_without_done_is_an_error(upstream: Upstream) -> None:
     server, pieces = upstream
-    async with aiohttp.ClientSession() as http, http.get(server.make_url("/")) as resp:
-        stream = DataStream(BACKEND, CTX, lines(resp.content))
+    async with stream_of(server) as stream:
         pieces.put_nowait(frame(0))
         pieces.put_nowait(None)
         assert texts([c async for c in _until_error(stream)]) == ["t0"]

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.test_utils import TestServer
 
 from switchgear.proxy.sselines import lines
+from tests.fakes.sse import sse_server
 
 PIECES = [
     b'data: {"a"',
@@ -23,21 +23,13 @@ PIECES = [
 
 
 async def serve(pieces: list[bytes], gate: asyncio.Queue[None] | None = None) -> TestServer:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
+    async def each() -> AsyncIterator[bytes]:
         for piece in pieces:
             if gate is not None:
                 await gate.get()  # the test decides when each piece goes out
-            await resp.write(piece)
-        await resp.write_eof()
-        return resp
+            yield piece
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    return server
+    return await sse_server(each)
 
 
 @pytest.fixture

@@ -9,13 +9,15 @@ Every wait polls a condition against a deadline; nothing sleeps to synchronise.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,17 @@ ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
+BODY = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
+
+
 async def until(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
     """Poll ``predicate`` until true; returns the seconds it took (fails past ``within``)."""
     return await seconds_until(predicate, within, what)
+
+
+async def value(v: bool) -> bool:
+    """``v`` as an awaitable, for :func:`until` on a condition of in-process state."""
+    return v
 
 
 @dataclass
@@ -159,6 +169,72 @@ async def gateways(tmp_path: Path) -> AsyncIterator[GatewayStarter]:
 
 
 ADMIN = {"Authorization": "Bearer adm-test"}
+
+
+async def backend_row(s: aiohttp.ClientSession, url: str, backend_id: str = "a") -> dict[str, Any]:
+    """The gateway's ``/admin/backends`` row of ``backend_id``."""
+    async with s.get(url + "/admin/backends", headers=ADMIN) as r:
+        assert r.status == 200
+        rows = (await r.json())["data"]
+    return next(row for row in rows if row["id"] == backend_id)
+
+
+async def gauge(s: aiohttp.ClientSession, url: str, name: str) -> float | None:
+    """The value of the unlabelled metric ``name`` on the gateway's ``/metrics``."""
+    async with s.get(url + "/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return None
+
+
+@contextlib.asynccontextmanager
+async def traffic(
+    s: aiohttp.ClientSession, gws: Sequence[GatewayProcess]
+) -> AsyncIterator[list[int]]:
+    """Four loops of chat requests to each of ``gws`` in turn while the block runs; yields the
+    list their statuses are appended to. On exit the loops finish their request and stop."""
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        while not stop.is_set():
+            for gw in gws:
+                async with s.post(gw.url + "/v1/chat/completions", json=BODY) as r:
+                    await r.read()
+                    statuses.append(r.status)
+
+    load = [asyncio.create_task(loop()) for _ in range(4)]
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        await asyncio.gather(*load)
+
+
+async def ejection_seen(s: aiohttp.ClientSession, by: GatewayProcess, on: GatewayProcess) -> None:
+    """An admin ejection of backend ``a`` on ``by`` reaches ``on`` within a second."""
+    assert (await backend_row(s, on.url))["ejected"] is None
+    async with s.post(by.url + "/admin/backends/a/eject", headers=ADMIN, json={"reason": "x"}):
+        pass
+
+    async def ejected() -> bool:
+        return (await backend_row(s, on.url))["ejected"] == "x"
+
+    await until(ejected, 1.0, "ejection seen by the other gateway")
+
+
+async def readmission_seen(
+    s: aiohttp.ClientSession, by: GatewayProcess, on: GatewayProcess
+) -> None:
+    """An admin readmission of backend ``a`` on ``by`` reaches ``on`` within a second."""
+    async with s.post(by.url + "/admin/backends/a/readmit", headers=ADMIN):
+        pass
+
+    async def readmitted() -> bool:
+        return (await backend_row(s, on.url))["ejected"] is None
+
+    await until(readmitted, 1.0, "readmission seen by the first gateway")
 
 
 def fleet_config(up: Any, redis_url: str, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@ Consul double, with real gateway processes where the fleet matters."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from typing import Any
@@ -18,19 +17,18 @@ from tests.consul_double import ListeningAgent
 from tests.proxy.conftest import backends
 from tests.state.conftest import (
     ADMIN,
+    BODY,
     CONSUL_SPEED,
+    backend_row,
     consul_fleet_config,
+    ejection_seen,
+    gauge,
+    readmission_seen,
+    traffic,
     until,
+    value,
 )
-from tests.state.test_faults import gauge
-from tests.state.test_health import backend_row
 from tests.state.test_leader import DETECTOR_ON, Recorder, leader_gauge, pm
-
-BODY = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
-
-
-async def _value(v: bool) -> bool:
-    return v
 
 
 def kv_keys(agent: ListeningAgent) -> set[str]:
@@ -45,24 +43,11 @@ async def test_an_ejection_by_one_gateway_process_reaches_the_other_through_cons
     config = consul_fleet_config(up, consul_agent)
     a, b = await gateways(config), await gateways(config)
     async with aiohttp.ClientSession() as s:
-        assert (await backend_row(s, b.url))["ejected"] is None
-        async with s.post(a.url + "/admin/backends/a/eject", headers=ADMIN, json={"reason": "x"}):
-            pass
-
-        async def ejected_on_b() -> bool:
-            return (await backend_row(s, b.url))["ejected"] == "x"
-
-        await until(ejected_on_b, 1.0, "ejection seen by the other gateway")
+        await ejection_seen(s, a, b)
         assert "switchgear/fleet/t/health/ejected/a" in kv_keys(consul_agent)
         async with s.post(b.url + "/v1/chat/completions", json=BODY) as r:
             assert r.status == 503  # its only backend is out on this gateway too
-        async with s.post(b.url + "/admin/backends/a/readmit", headers=ADMIN):
-            pass
-
-        async def readmitted_on_a() -> bool:
-            return (await backend_row(s, a.url))["ejected"] is None
-
-        await until(readmitted_on_a, 1.0, "readmission seen by the first gateway")
+        await readmission_seen(s, b, a)
         assert "switchgear/fleet/t/health/ejected/a" not in kv_keys(consul_agent)
 
 
@@ -105,52 +90,32 @@ async def test_consul_down_fails_no_request_and_the_fleet_reconverges(
     config = consul_fleet_config(one, consul_agent)
     config["backends"] = backends(one, id="a") + backends(two, id="b")
     a, b = await gateways(config), await gateways(config)
-    statuses: list[int] = []
-    stop = asyncio.Event()
-
-    async def traffic(s: aiohttp.ClientSession) -> None:
-        while not stop.is_set():
-            for gw in (a, b):
-                async with s.post(gw.url + "/v1/chat/completions", json=BODY) as r:
-                    await r.read()
-                    statuses.append(r.status)
-
     async with aiohttp.ClientSession() as s:
 
-        async def both(value: float) -> bool:
+        async def both(up: float) -> bool:
             got = [await gauge(s, gw.url, "switchgear_state_consul_up") for gw in (a, b)]
-            return got == [value, value]
+            return got == [up, up]
 
         await until(lambda: both(1.0), 5, "both gateways on Consul")
-        load = [asyncio.create_task(traffic(s)) for _ in range(4)]
-        try:
-            await until(lambda: _value(len(statuses) >= 20), 10, "traffic flows")
+        async with traffic(s, (a, b)) as statuses:
+            await until(lambda: value(len(statuses) >= 20), 10, "traffic flows")
             await consul_agent.stop_listener()  # connections refused, watches cut
             await until(lambda: both(0.0), 10, "both gateways on local health")
             async with s.post(a.url + "/admin/backends/b/eject", headers=ADMIN) as r:
                 assert r.status == 200  # applies here at once, waits for Consul
-            assert (await backend_row_of(s, b.url, "b"))["ejected"] is None
+            assert (await backend_row(s, b.url, "b"))["ejected"] is None
             before = len(statuses)
-            await until(lambda: _value(len(statuses) >= before + 20), 10, "traffic on local state")
+            await until(lambda: value(len(statuses) >= before + 20), 10, "traffic on local state")
             await consul_agent.start_listener()  # same port, same state
             await until(lambda: both(1.0), 10, "both gateways back on Consul")
 
             async def b_ejected_on_b() -> bool:
-                return (await backend_row_of(s, b.url, "b"))["ejected"] is not None
+                return (await backend_row(s, b.url, "b"))["ejected"] is not None
 
             await until(b_ejected_on_b, 5, "the ejection made while away reaches the other")
             after = len(statuses)
-            await until(lambda: _value(len(statuses) >= after + 20), 10, "traffic after")
-        finally:
-            stop.set()
-            await asyncio.gather(*load)
+            await until(lambda: value(len(statuses) >= after + 20), 10, "traffic after")
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
-
-
-async def backend_row_of(s: aiohttp.ClientSession, url: str, backend_id: str) -> dict[str, Any]:
-    async with s.get(url + "/admin/backends", headers=ADMIN) as r:
-        rows = (await r.json())["data"]
-    return next(row for row in rows if row["id"] == backend_id)
 
 
 async def test_a_gateway_that_starts_loads_the_ejections_from_consul_first(
@@ -160,7 +125,7 @@ async def test_a_gateway_that_starts_loads_the_ejections_from_consul_first(
     a = await gateway(consul_fleet_config(up, consul_agent))
     a.app[BACKEND_STATE].eject("a", "detector: latency")
     key = "switchgear/fleet/t/health/ejected/a"
-    await until(lambda: _value(key in kv_keys(consul_agent)), 1.0, "ejection written to Consul")
+    await until(lambda: value(key in kv_keys(consul_agent)), 1.0, "ejection written to Consul")
     b = await gateway(consul_fleet_config(up, consul_agent))  # serves only after it loaded
     assert b.app[BACKEND_STATE].describe("a")["ejected"] == "detector: latency"
     assert b.app[FLEET].consul is not None and b.app[FLEET].consul.up
@@ -177,22 +142,22 @@ async def test_breakers_and_fallback_switches_travel_through_consul(
     a.app[BACKEND_STATE].failure("a", "upstream 500")
     a.app[BACKEND_STATE].failure("a", "upstream 500")
     await until(
-        lambda: _value(b.app[BACKEND_STATE].describe("a")["breaker"] == "open"),
+        lambda: value(b.app[BACKEND_STATE].describe("a")["breaker"] == "open"),
         1.0,
         "breaker open on the other gateway",
     )
     b.app[BACKEND_STATE].success("a")
     await until(
-        lambda: _value(a.app[BACKEND_STATE].describe("a")["breaker"] == "closed"),
+        lambda: value(a.app[BACKEND_STATE].describe("a")["breaker"] == "closed"),
         1.0,
         "breaker closed on the first gateway",
     )
     a.app[CATALOG].policies.set_fallback("m1", True, "detector")
-    await until(lambda: _value("m1" in b.app[CATALOG].policies.in_fallback), 1.0, "fallback switch")
+    await until(lambda: value("m1" in b.app[CATALOG].policies.in_fallback), 1.0, "fallback switch")
     late = await gateway(config)
     assert late.app[CATALOG].policies.in_fallback == {"m1"}
     a.app[CATALOG].policies.set_fallback("m1", False)
-    await until(lambda: _value(not b.app[CATALOG].policies.in_fallback), 1.0, "switch back")
+    await until(lambda: value(not b.app[CATALOG].policies.in_fallback), 1.0, "switch back")
 
 
 async def test_with_redis_and_consul_limits_use_redis_and_health_uses_consul(
@@ -210,7 +175,7 @@ async def test_with_redis_and_consul_limits_use_redis_and_health_uses_consul(
     assert codes == [200, 200, 200, 429]  # one limit for both, on Redis
     a.app[BACKEND_STATE].eject("a", "x")
     await until(
-        lambda: _value(b.app[BACKEND_STATE].ejected_ids() == {"a": "x"}), 1.0, "ejection on b"
+        lambda: value(b.app[BACKEND_STATE].ejected_ids() == {"a": "x"}), 1.0, "ejection on b"
     )
     assert "switchgear/fleet/t/health/ejected/a" in kv_keys(consul_agent)
     with redis_server.client() as c:
@@ -232,12 +197,12 @@ async def test_a_leader_that_stops_cleanly_releases_at_once(upstream, consul_age
     up = await upstream("m1")
     config = consul_fleet_config(up, consul_agent, detector=DETECTOR_ON)
     a = await gateway(config, pm=pm(Recorder()))
-    await until(lambda: _value(a.app[FLEET].is_leader()), 5.0, "a leads")
+    await until(lambda: value(a.app[FLEET].is_leader()), 5.0, "a leads")
     b = await gateway(config, pm=pm(Recorder()))
     assert not b.app[FLEET].is_leader()
     session = consul_agent.dc.kv["switchgear/fleet/t/leader"].session
     await a.runner.cleanup()  # releases the lock and destroys its session
-    took = await until(lambda: _value(b.app[FLEET].is_leader()), 2.0, "b leads")
+    took = await until(lambda: value(b.app[FLEET].is_leader()), 2.0, "b leads")
     assert took < 2 * 10 / CONSUL_SPEED  # not the dead-leader path
     sessions = consul_agent.dc.session_table.sessions  # type: ignore[attr-defined]
     assert session not in sessions
@@ -261,7 +226,7 @@ async def test_a_token_without_key_write_is_named_once_and_health_stays_local(
         return [r.getMessage() for r in caplog.records if "Consul refused" in r.getMessage()]
 
     writes = a.app[FLEET].metrics.errors.labels("consul_health_write")
-    await until(lambda: _value(writes._value.get() >= 3), 10.0, "the write retried")
+    await until(lambda: value(writes._value.get() >= 3), 10.0, "the write retried")
     assert len(refused()) == 1 and "key:write" in refused()[0]  # once, not per retry
     assert not any(k.startswith("switchgear/fleet/") for k in kv_keys(consul_agent))
     async with http.post(a.url + "/v1/chat/completions", json=BODY) as r:

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 
 import aiohttp
 import pytest
 
 from switchgear.proxy.keys import BACKEND_STATE, FLEET, RATE_LIMITER
-from tests.state.conftest import ADMIN, backends, fleet_config, until
-
-BODY = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
-
-
-async def gauge(s: aiohttp.ClientSession, url: str, name: str) -> float | None:
-    async with s.get(url + "/metrics") as r:
-        for line in (await r.text()).splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return None
+from tests.state.conftest import (
+    ADMIN,
+    BODY,
+    backend_row,
+    backends,
+    fleet_config,
+    gauge,
+    traffic,
+    until,
+    value,
+)
 
 
 @pytest.mark.slow
@@ -30,46 +29,29 @@ async def test_redis_stopped_mid_traffic_fails_no_request_and_the_fleet_reconver
     config = fleet_config(one, redis_server.url, rate_limits={"requests_per_minute": 100_000})
     config["backends"] = backends(one, id="a") + backends(two, id="b")
     a, b = await gateways(config), await gateways(config)
-    statuses: list[int] = []
-    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as s, traffic(s, (a, b)) as statuses:
+        await until(lambda: value(len(statuses) >= 20), 10, "traffic flows")
+        redis_server.stop()  # SIGKILL: connections reset in the middle of traffic
 
-    async def traffic(s: aiohttp.ClientSession) -> None:
-        while not stop.is_set():
-            for gw in (a, b):
-                async with s.post(gw.url + "/v1/chat/completions", json=BODY) as r:
-                    await r.read()
-                    statuses.append(r.status)
+        async def both(up: float) -> bool:
+            got = [await gauge(s, gw.url, "switchgear_state_backend_up") for gw in (a, b)]
+            return got == [up, up]
 
-    async with aiohttp.ClientSession() as s:
-        load = [asyncio.create_task(traffic(s)) for _ in range(4)]
-        try:
-            await until(lambda: _value(len(statuses) >= 20), 10, "traffic flows")
-            redis_server.stop()  # SIGKILL: connections reset in the middle of traffic
+        await until(lambda: both(0.0), 5, "both gateways on local state")
+        before = len(statuses)
+        await until(lambda: value(len(statuses) >= before + 20), 10, "traffic on local state")
+        # A health change while Redis is away applies locally and waits for it.
+        async with s.post(a.url + "/admin/backends/b/eject", headers=ADMIN) as r:
+            assert r.status == 200
+        redis_server.start()  # same port, empty (no persistence)
+        await until(lambda: both(1.0), 10, "both gateways back on Redis")
 
-            async def both(value: float) -> bool:
-                got = [await gauge(s, gw.url, "switchgear_state_backend_up") for gw in (a, b)]
-                return got == [value, value]
+        async def b_sees_the_ejection() -> bool:
+            return bool((await backend_row(s, b.url, "b"))["ejected"])
 
-            await until(lambda: both(0.0), 5, "both gateways on local state")
-            before = len(statuses)
-            await until(lambda: _value(len(statuses) >= before + 20), 10, "traffic on local state")
-            # A health change while Redis is away applies locally and waits for it.
-            async with s.post(a.url + "/admin/backends/b/eject", headers=ADMIN) as r:
-                assert r.status == 200
-            redis_server.start()  # same port, empty (no persistence)
-            await until(lambda: both(1.0), 10, "both gateways back on Redis")
-
-            async def b_sees_the_ejection() -> bool:
-                async with s.get(b.url + "/admin/backends", headers=ADMIN) as r:
-                    rows = (await r.json())["data"]
-                return any(row["id"] == "b" and row["ejected"] for row in rows)
-
-            await until(b_sees_the_ejection, 5, "the ejection made while away reached b")
-            before = len(statuses)
-            await until(lambda: _value(len(statuses) >= before + 20), 10, "traffic on Redis")
-        finally:
-            stop.set()
-            await asyncio.gather(*load)
+        await until(b_sees_the_ejection, 5, "the ejection made while away reached b")
+        before = len(statuses)
+        await until(lambda: value(len(statuses) >= before + 20), 10, "traffic on Redis")
     assert statuses.count(200) == len(statuses), sorted(set(statuses))
     with redis_server.client() as c:
         assert c.exists("t:rl:ip:127.0.0.1:r")  # limits are shared again
@@ -83,10 +65,6 @@ async def test_redis_stopped_mid_traffic_fails_no_request_and_the_fleet_reconver
 async def _metric(url: str, name: str) -> float | None:
     async with aiohttp.ClientSession() as s:
         return await gauge(s, url, name)
-
-
-async def _value(v: bool) -> bool:
-    return v
 
 
 async def test_slow_redis_costs_one_timeout_then_local_limits_with_a_share(
@@ -116,7 +94,7 @@ async def test_slow_redis_costs_one_timeout_then_local_limits_with_a_share(
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
     store = gw.app[FLEET].store
-    await until(lambda: _value(store.up), 5, "Redis answers again")
+    await until(lambda: value(store.up), 5, "Redis answers again")
     # Back on the shared bucket: 10 minus the first request, minus the one whose call timed
     # out if Redis still ran it when it woke up (a timed-out call may or may not have
     # happened: on a loaded host the client may not have sent it before its deadline).
@@ -142,7 +120,7 @@ async def test_a_gateway_starts_and_serves_while_redis_is_down(
     redis_server.start()
     store = gw.app[FLEET].store
     assert store is not None
-    await until(lambda: _value(store.up), 5, "Redis reached")
+    await until(lambda: value(store.up), 5, "Redis reached")
     with redis_server.client() as c:
 
         async def written() -> bool:

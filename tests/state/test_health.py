@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp
 import pytest
 
 from switchgear.proxy.keys import BACKEND_STATE, CATALOG, FLEET
 from tests.fakes import Fault
 from tests.proxy.conftest import backends
-from tests.state.conftest import ADMIN, fleet_config, until
-
-
-async def backend_row(s: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    async with s.get(url + "/admin/backends", headers=ADMIN) as r:
-        assert r.status == 200
-        rows = (await r.json())["data"]
-    return next(row for row in rows if row["id"] == "a")
+from tests.state.conftest import (
+    BODY,
+    ejection_seen,
+    fleet_config,
+    readmission_seen,
+    until,
+    value,
+)
 
 
 @pytest.mark.slow
@@ -30,26 +28,10 @@ async def test_an_ejection_by_one_gateway_process_is_seen_by_the_other_within_a_
         await gateways(fleet_config(up, redis_server.url)),
     )
     async with aiohttp.ClientSession() as s:
-        assert (await backend_row(s, b.url))["ejected"] is None
-        async with s.post(a.url + "/admin/backends/a/eject", headers=ADMIN, json={"reason": "x"}):
-            pass
-
-        async def ejected_on_b() -> bool:
-            return (await backend_row(s, b.url))["ejected"] == "x"
-
-        await until(ejected_on_b, 1.0, "ejection seen by the other gateway")
-        async with s.post(
-            b.url + "/v1/chat/completions",
-            json={"model": "m1", "messages": [{"role": "user", "content": "hi"}]},
-        ) as r:
+        await ejection_seen(s, a, b)
+        async with s.post(b.url + "/v1/chat/completions", json=BODY) as r:
             assert r.status == 503  # its only backend is out on this gateway too
-        async with s.post(b.url + "/admin/backends/a/readmit", headers=ADMIN):
-            pass
-
-        async def readmitted_on_a() -> bool:
-            return (await backend_row(s, a.url))["ejected"] is None
-
-        await until(readmitted_on_a, 1.0, "readmission seen by the first gateway")
+        await readmission_seen(s, b, a)
 
 
 async def test_a_breaker_opened_by_one_gateway_opens_on_the_other(
@@ -59,11 +41,10 @@ async def test_a_breaker_opened_by_one_gateway_opens_on_the_other(
     config = fleet_config(up, redis_server.url, breaker={"failures": 2, "cooldown": 30})
     a, b = await gateway(config), await gateway(config)
     up.always = Fault(status=500)
-    body = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
-    async with http.post(a.url + "/v1/chat/completions", json=body) as r:
+    async with http.post(a.url + "/v1/chat/completions", json=BODY) as r:
         assert r.status >= 500
     await until(
-        lambda: _async(b.app[BACKEND_STATE].describe("a")["breaker"] == "open"),
+        lambda: value(b.app[BACKEND_STATE].describe("a")["breaker"] == "open"),
         1.0,
         "breaker open on the other gateway",
     )
@@ -71,14 +52,10 @@ async def test_a_breaker_opened_by_one_gateway_opens_on_the_other(
     up.always = None
     b.app[BACKEND_STATE].success("a")  # a probe that passed on b closes it everywhere
     await until(
-        lambda: _async(a.app[BACKEND_STATE].describe("a")["breaker"] == "closed"),
+        lambda: value(a.app[BACKEND_STATE].describe("a")["breaker"] == "closed"),
         1.0,
         "breaker closed on the first gateway",
     )
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def test_a_gateway_that_starts_loads_the_fleets_ejections_first(
@@ -108,17 +85,16 @@ async def test_a_fallback_switch_by_one_gateway_reroutes_the_others(
     config["backends"] = [*backends(primary, id="a"), *backends(fallback, id="b")]
     config["models"] = {"m1": {"fallback": ["m2"]}}
     a, b = await gateway(config), await gateway(config)
-    body = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
 
     async def served_by() -> str:
-        async with http.post(b.url + "/v1/chat/completions", json=body) as r:
+        async with http.post(b.url + "/v1/chat/completions", json=BODY) as r:
             assert r.status == 200
             return str((await r.json())["model"])
 
     assert await served_by() == "m1"
     a.app[CATALOG].policies.set_fallback("m1", True, "detector")
     await until(
-        lambda: _async("m1" in b.app[CATALOG].policies.in_fallback),
+        lambda: value("m1" in b.app[CATALOG].policies.in_fallback),
         1.0,
         "fallback switch seen by the other gateway",
     )
@@ -127,7 +103,7 @@ async def test_a_fallback_switch_by_one_gateway_reroutes_the_others(
     assert late.app[CATALOG].policies.in_fallback == {"m1"}
     a.app[CATALOG].policies.set_fallback("m1", False)
     await until(
-        lambda: _async(not b.app[CATALOG].policies.in_fallback),
+        lambda: value(not b.app[CATALOG].policies.in_fallback),
         1.0,
         "switch back seen by the other gateway",
     )

@@ -14,7 +14,7 @@ from switchgear.plugins.manager import make_plugin_manager
 from switchgear.proxy.keys import BACKEND_STATE, DETECTOR, FLEET, OBSERVERS
 from switchgear.types import AnomalyEvent, Observation
 from tests.proxy.conftest import GATEWAY_PLUGINS
-from tests.state.conftest import fleet_config, until
+from tests.state.conftest import fleet_config, until, value
 
 DETECTOR_ON: dict[str, Any] = {
     "enabled": True,
@@ -82,13 +82,13 @@ async def test_exactly_one_detector_of_the_fleet_acts(upstream, redis_server, ga
     a = await gateway(config, pm=pm(ra))
     b = await gateway(config, pm=pm(rb))
     await until(
-        lambda: _value(sum(gw.app[FLEET].is_leader() for gw in (a, b)) == 1), 5.0, "one leader"
+        lambda: value(sum(gw.app[FLEET].is_leader() for gw in (a, b)) == 1), 5.0, "one leader"
     )
     event = AnomalyEvent("ev-1", "latency_p95", 9.0, 0.0, backend_id="a", model="m1")
     for gw in (a, b):  # both detectors see the same anomaly
         gw.app[DETECTOR]._on_event(event)
     leader, follower = (ra, rb) if a.app[FLEET].is_leader() else (rb, ra)
-    await until(lambda: _value(leader.events == ["ev-1"]), 2.0, "the leader acted")
+    await until(lambda: value(leader.events == ["ev-1"]), 2.0, "the leader acted")
     assert follower.events == []
 
 
@@ -98,7 +98,7 @@ async def test_the_leader_judges_the_observations_of_every_gateway(upstream, red
     a = await gateway(config, pm=pm(Recorder()))
     b = await gateway(config, pm=pm(Recorder()))
     await until(
-        lambda: _value(sum(gw.app[FLEET].is_leader() for gw in (a, b)) == 1), 5.0, "one leader"
+        lambda: value(sum(gw.app[FLEET].is_leader() for gw in (a, b)) == 1), 5.0, "one leader"
     )
     leader, follower = (a, b) if a.app[FLEET].is_leader() else (b, a)
     seen: list[Observation] = []
@@ -115,30 +115,26 @@ async def test_the_leader_judges_the_observations_of_every_gateway(upstream, red
         for callback in follower.app[OBSERVERS]:
             callback(obs)  # as the follower's upstream reports an attempt
         await until(
-            lambda: _value(obs in seen), 2.0, "the follower's observation reached the leader"
+            lambda: value(obs in seen), 2.0, "the follower's observation reached the leader"
         )
     finally:
         del engine.observe  # the app removes its own observer on exit
-
-
-async def _value(v: bool) -> bool:
-    return v
 
 
 async def test_a_new_leader_takes_over_the_detectors_ejections(upstream, redis_server, gateway):
     up = await upstream("m1")
     config = fleet_config(up, redis_server.url, detector=DETECTOR_ON)
     a = await gateway(config, pm=pm(Recorder()))
-    await until(lambda: _value(a.app[FLEET].is_leader()), 5.0, "a leads")
+    await until(lambda: value(a.app[FLEET].is_leader()), 5.0, "a leads")
     b = await gateway(config, pm=pm(Recorder()))
     a.app[BACKEND_STATE].eject("a", "detector: latency_p95")  # the leader's policy ejected it
     await until(
-        lambda: _value(b.app[BACKEND_STATE].ejected_ids() == {"a": "detector: latency_p95"}),
+        lambda: value(b.app[BACKEND_STATE].ejected_ids() == {"a": "detector: latency_p95"}),
         1.0,
         "b sees the ejection",
     )
     assert b.app[DETECTOR].policy.ejected == {}
     await a.runner.cleanup()  # a stops cleanly and releases the lock
-    await until(lambda: _value(b.app[FLEET].is_leader()), 2.0, "b leads")
+    await until(lambda: value(b.app[FLEET].is_leader()), 2.0, "b leads")
     # b now owns the ejection: its policy re-probes and readmits it when healthy.
     assert b.app[DETECTOR].policy.ejected == {"a": "m1"}
