@@ -63,6 +63,7 @@ class Candidate:
 CAL = {"calibrate": True}
 RAW = {"calibrate": False}
 S10 = {"likelihood": {"short": 10}}
+C3 = {"cycles": 3}
 B_S_L: dict[str, dict[str, Any]] = {"baseline": {}, "stl": {}, "lstm": {}}
 CANDIDATES = (
     Candidate("baseline", "baseline"),
@@ -73,6 +74,9 @@ CANDIDATES = (
     Candidate("ens-short20", "ensemble", params={"likelihood": {"short": 20}}),
     Candidate("ens-b+s+l", "ensemble", params={"members": B_S_L}),
     Candidate("ens-max0", "ensemble", params={"max_weight": 0.0}),
+    # the previous default: a season only once the window holds three cycles of it
+    Candidate("stl-3cycles", "stl", params={"cycles": 3}),
+    Candidate("ens-3cycles", "ensemble", params={"members": {"baseline": {}, "stl": C3}}),
     Candidate("baseline+cal", "baseline", params=CAL),
     Candidate("ensemble+cal", "ensemble", params=CAL),
     # the online mode is calibrated by default (the gateway's engine builds these)

@@ -2,15 +2,18 @@
 
 Every ``refit_every`` points a fit task snapshots the last ``window`` points and, off the
 loop, looks for a season with the autocorrelation function (the highest local peak above
-``min_acf`` at a lag of at least ``min_period``). With a season it fits a robust STL and
-keeps the last cycle of the seasonal component, the trend's last value and a scale for
-every phase of the season (the robust spread, at that phase and its neighbours, of the
-detrended series' change from one cycle to the next: an honest forecast error, where STL's
-in-sample residuals, fitted to the noise of the few cycles in the window, are not); without
-a season it fits ``SimpleExpSmoothing`` for the smoothing constant. Each point is then
-scored by its one-step-ahead residual against ``level + season[phase]`` in its phase's
-scale; the level follows the deseasonalised series with the fitted constant (Huberised, so
-a spike does not move it). Raw residuals go through the likelihood stage.
+``min_acf`` at a lag of at least ``min_period`` and at most the window's length over
+``cycles``: 2 by default, as STL needs two full cycles; waiting for three left a daily
+season of 5-minute points unmodelled for its first 864 points, most of a short series).
+With a season it fits a robust STL and keeps the last cycle of the seasonal component, the
+trend's last value and a scale for every phase of the season (the robust spread, at that
+phase and its neighbours, of the detrended series' change from one cycle to the next: an
+honest forecast error, where STL's in-sample residuals, fitted to the noise of the few
+cycles in the window, are not); without a season it fits ``SimpleExpSmoothing`` for the
+smoothing constant. Each point is then scored by its one-step-ahead residual against
+``level + season[phase]`` in its phase's scale; the level follows the deseasonalised series
+with the fitted constant (Huberised, so a spike does not move it). Raw residuals go
+through the likelihood stage.
 """
 
 from __future__ import annotations
@@ -54,9 +57,12 @@ def find_period(y: np.ndarray, min_period: int, max_period: int, min_acf: float)
     return lag
 
 
-def fit_model(y: np.ndarray, end: int, min_period: int, min_acf: float) -> SeasonalModel:
-    """Fit on one window (runs in an executor; pure function of its arguments)."""
-    period = find_period(y, min_period, len(y) // 3, min_acf)
+def fit_model(
+    y: np.ndarray, end: int, min_period: int, min_acf: float, cycles: int = 2
+) -> SeasonalModel:
+    """Fit on one window (runs in an executor; pure function of its arguments); a season
+    is looked for among periods that the window holds at least ``cycles`` times."""
+    period = find_period(y, min_period, len(y) // cycles, min_acf)
     floor = 1e-6 * (abs(float(np.median(y))) + 1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -131,7 +137,7 @@ class Statistical:
 
     name = "stl"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, one per `detector.params` key
         self,
         *,
         window: int = 1024,
@@ -142,7 +148,11 @@ class Statistical:
         k: float = 4.0,
         likelihood: Likelihood | None = None,
         new_range: bool = True,
+        cycles: int = 2,
     ) -> None:
+        if cycles < 2:
+            raise ValueError("a season needs at least two cycles in the window")
+        self.cycles = cycles
         self.range = NewRange() if new_range else None
         self.window = window
         self.refit_every = refit_every
@@ -198,8 +208,8 @@ class Statistical:
             return None
         self.pending = True
         y = np.fromiter(self.history, dtype=float, count=len(self.history))
-        end, min_period, min_acf = self.n, self.min_period, self.min_acf
-        return lambda: fit_model(y, end, min_period, min_acf)
+        end, min_period, min_acf, cycles = self.n, self.min_period, self.min_acf, self.cycles
+        return lambda: fit_model(y, end, min_period, min_acf, cycles)
 
     def install(self, fitted: Any) -> None:
         self.pending = False

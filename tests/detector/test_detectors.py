@@ -78,3 +78,26 @@ def test_red_zone_is_damped_within_the_averaging_window() -> None:
     for r in rng.uniform(0.0, 0.1, 4):
         lik.update(float(r))
     assert lik.update(1.0) < THRESHOLD  # the same surprise 5 points later does not
+
+
+def test_season_is_modelled_once_the_window_holds_two_cycles() -> None:
+    """A 100-point season seen 2.5 times: found by default (STL needs two cycles), not when
+    three are required; and a flattened cycle (the season missing, no value out of range)
+    then scores above the threshold only with the season modelled."""
+    from switchgear.detector.statistical import Statistical, fit_model
+
+    rng = np.random.default_rng(3)
+    t = np.arange(250)
+    y = 10.0 + 5.0 * np.sin(2 * np.pi * t / 100) + rng.normal(0.0, 0.3, len(t))
+    assert len(fit_model(y, len(y), 8, 0.3).season) == 100
+    assert len(fit_model(y, len(y), 8, 0.3, cycles=3).season) == 0
+    with pytest.raises(ValueError):
+        Statistical(cycles=1)
+
+    t = np.arange(450)
+    y = 10.0 + 5.0 * np.sin(2 * np.pi * t / 100) + rng.normal(0.0, 0.3, len(t))
+    y[330:380] = 10.0 + rng.normal(0.0, 0.3, 50)  # the season stops for half a cycle
+    found = score_series(y, None, stl(likelihood={"warmup": 200}))
+    missed = score_series(y, None, stl(cycles=3, likelihood={"warmup": 200}))
+    assert found[200:330].max() < THRESHOLD <= found[330:380].max()
+    assert missed[330:380].max() < found[330:380].max()
