@@ -170,7 +170,7 @@ class Usage:
         """The tokens of a ``usage`` object: chat's ``prompt_tokens`` / ``completion_tokens``
         or the Responses API's ``input_tokens`` / ``output_tokens``; None when it has neither.
         """
-        if not isinstance(usage, Mapping):
+        if type(usage) is not dict and not isinstance(usage, Mapping):  # dict: no ABC check
             return None
         prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
         completion = usage.get("completion_tokens", usage.get("output_tokens"))

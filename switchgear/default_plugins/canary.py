@@ -106,6 +106,8 @@ class Canary(Configured):
     def select_model(
         self, ctx: RequestContext, models: Mapping[str, ModelInfo]
     ) -> RouteDecision | None:
+        if not self.rules:
+            return None
         key = str(ctx.body.get("user") or ctx.request_id)
         for rule in self.rules:
             if rule.model != ctx.model or rule.candidate not in models:

@@ -224,14 +224,15 @@ async def body_budget(request: web.Request, handler: Handler) -> web.StreamRespo
     ``max_body_bytes_in_flight`` already (see :mod:`switchgear.proxy.bodybudget`)."""
     if not request.body_exists or not request.path.startswith("/v1/"):
         return await handler(request)
-    limits = request.app[keys.SETTINGS].limits
+    app = request.app
+    limits = app[keys.SETTINGS].limits
     length = request.content_length
     if length is not None and length > limits.max_body_bytes:
         raise PayloadTooLarge(
             f"request body is {length} bytes; the limit is {limits.max_body_bytes}"
         )
     need = length if length is not None else limits.max_body_bytes
-    budget = request.app[keys.BODY_BUDGET]
+    budget = app[keys.BODY_BUDGET]
     if not budget.take(need):
         raise Overloaded(
             "the gateway holds too many request bodies at once; retry shortly",

@@ -24,7 +24,7 @@ from switchgear.errors import InvalidRequest
 from switchgear.proxy import keys
 from switchgear.proxy.responses.request import PATH as RESPONSES_PATH
 from switchgear.proxy.responses.request import to_chat
-from switchgear.proxy.text import estimate_prompt_tokens, prompt_text, required_capabilities
+from switchgear.proxy.text import estimate_prompt_tokens, prompt_texts, required_capabilities
 from switchgear.types import Endpoint, ParsedRequest
 
 __all__ = ["ENDPOINTS", "RULES", "ParsedRequest", "describe", "parse", "read_request"]
@@ -140,10 +140,12 @@ def describe(body: dict[str, Any], endpoint: Endpoint, cap: int | None = None) -
 
     ``cap`` lowers ``max_tokens`` / ``max_completion_tokens`` in the body to forward.
     """
-    over = {n: cap for n in _CAPPED if cap is not None and (_int(body.get(n)) or 0) > cap}
-    body = {**body, **over} if over else body
+    if cap is not None:
+        over = {n: cap for n in _CAPPED if (_int(body.get(n)) or 0) > cap}
+        if over:
+            body = {**body, **over}
     messages = body.get("messages")
-    text = prompt_text(body)
+    text, last_user_text = prompt_texts(body)
     model = body.get("model")
     return ParsedRequest(
         endpoint=endpoint,
@@ -152,11 +154,11 @@ def describe(body: dict[str, Any], endpoint: Endpoint, cap: int | None = None) -
         stream=endpoint != "embeddings" and body.get("stream") is True,
         max_tokens=_int(body.get("max_completion_tokens")) or _int(body.get("max_tokens")),
         n=_int(body.get("n")),
-        messages=tuple(m for m in messages if isinstance(m, dict))
+        messages=tuple([m for m in messages if isinstance(m, dict)])
         if isinstance(messages, list)
         else (),
         text=text,
-        last_user_text=prompt_text(body, last_user_only=True),
+        last_user_text=last_user_text,
         capabilities=required_capabilities(body),
         prompt_tokens=estimate_prompt_tokens(body, text),
     )

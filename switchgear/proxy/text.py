@@ -67,6 +67,23 @@ def prompt_text(body: dict[str, Any], *, last_user_only: bool = False) -> str:
     return prompt if isinstance(prompt, str) else ""
 
 
+def prompt_texts(body: dict[str, Any]) -> tuple[str, str]:
+    """``prompt_text(body)`` and ``prompt_text(body, last_user_only=True)``, in one pass."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        text = prompt_text(body)
+        return text, text
+    parts: list[str] = []
+    last: str | None = None
+    for m in messages:
+        if isinstance(m, dict):
+            part = content_text(m.get("content"))
+            parts.append(part)
+            if m.get("role") == "user":
+                last = part
+    return "\n".join(parts), "" if last is None else last
+
+
 def count_chars(text: str, table: np.ndarray[Any, np.dtype[np.bool_]]) -> int:
     """How many characters of ``text`` a BMP lookup ``table`` marks.
 

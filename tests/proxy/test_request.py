@@ -13,7 +13,7 @@ from switchgear.errors import InvalidRequest
 from switchgear.proxy import request as parsed_request
 from switchgear.proxy.ratelimit import token_cost
 from switchgear.proxy.request import RULES, describe, parse
-from switchgear.proxy.text import estimate_prompt_tokens
+from switchgear.proxy.text import estimate_prompt_tokens, prompt_text, prompt_texts
 from switchgear.proxy.views.openapi import document
 from switchgear.types import Endpoint, ModelResolution, RequestContext
 from tests.fakes import Fault
@@ -102,6 +102,29 @@ def test_parsed_fields_cap_and_one_estimate() -> None:
     emb = parse({"model": "e", "input": [[1, 2, 3], [4]], "stream": True}, "embeddings")
     assert emb.stream is False and emb.prompt_tokens == 4  # token ids count one each
     assert token_cost(None) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+        {"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "x"}]},
+        {
+            "messages": [
+                "not a message",
+                {"role": "user", "content": [{"type": "text", "text": "t"}]},
+            ]
+        },
+        {"messages": [{"role": "user"}, {"role": "tool", "content": 3}]},
+        {"messages": []},
+        {"messages": "text"},
+        {"prompt": ["p1", 2, "p2"]},
+        {"input": "i"},
+        {},
+    ],
+)
+def test_prompt_texts_is_the_prompt_and_the_last_user_text(body: dict[str, Any]) -> None:
+    assert prompt_texts(body) == (prompt_text(body), prompt_text(body, last_user_only=True))
 
 
 def test_describe_never_raises_on_a_partial_body() -> None:
