@@ -102,7 +102,18 @@ async def test_a_slow_replica_is_ejected_then_readmitted(
     try:
         base = await clean_median(client, load)
         await workers["tiny-b"].faults(delay_ms=max((slower - 1) * base, floor) * 1000)
-        found = await until(action_check(client, {"eject"}, {"tiny-2"}), within, "ejected")
+        t0 = time.time()
+
+        def state() -> str:  # what the judge had at the deadline, for the failure message
+            det = client.app[keys.DETECTOR]
+            reps = det.policy.judge.replicas
+            seen = {
+                b: [round(lat, 3) for ts, lat, *_ in r.samples if ts >= t0]
+                for b, r in reps.items()
+            }
+            return f"ejected (load {det.load.values('tiny')[-20:]}, samples {seen})"
+
+        found = await until(action_check(client, {"eject"}, {"tiny-2"}), within, state)
         assert "latency" in found["reason"]
         await workers["tiny-b"].faults()
         await until(action_check(client, {"readmit"}, {"tiny-2"}), 30, "readmitted")
