@@ -108,8 +108,7 @@ async def test_a_slow_replica_is_ejected_then_readmitted(
             det = client.app[keys.DETECTOR]
             reps = det.policy.judge.replicas
             seen = {
-                b: [round(lat, 3) for ts, lat, *_ in r.samples if ts >= t0]
-                for b, r in reps.items()
+                b: [round(lat, 3) for ts, lat, *_ in r.samples if ts >= t0] for b, r in reps.items()
             }
             return f"ejected (load {det.load.values('tiny')[-20:]}, samples {seen})"
 
