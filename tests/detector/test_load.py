@@ -78,16 +78,21 @@ def test_a_series_starts_with_the_models_first_traffic() -> None:
     assert meter.values("m")[-1] == 0.0
 
 
+def slowed(latency_s: dict[str, float]) -> Policy:
+    """A policy whose replicas answered in 50 ms for 30 requests, then in ``latency_s``."""
+    settings = OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
+    policy = Policy(PolicySettings(outliers=settings))
+    for b, lat in latency_s.items():
+        feed(policy.judge, b, [0.05] * 30)
+        feed(policy.judge, b, [lat] * 10, t0=20.0)
+    return policy
+
+
 async def test_a_saturated_ramp_is_not_a_fallback_but_ten_times_slower_is() -> None:
     gw = FakeGateway({"m": ["a", "b"]})
 
     def slow_everywhere() -> Policy:
-        settings = OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
-        policy = Policy(PolicySettings(outliers=settings))
-        for b in "ab":
-            feed(policy.judge, b, [0.05] * 30)
-            feed(policy.judge, b, [0.5] * 10, t0=20.0)
-        return policy
+        return slowed({"a": 0.5, "b": 0.5})
 
     ramp = [5] * 120 + [5 + 20 * min(60, i + 1) // 60 for i in range(21)]
     arrivals, completed = served(ramp, capacity=7)
@@ -138,13 +143,8 @@ async def test_while_the_load_rose_a_mix_of_slow_replicas_does_not_fall_back() -
     gw = FakeGateway({"m": ["a", "b"]})
 
     def saturated() -> Policy:
-        settings = OutlierSettings(consecutive=1, excess_evidence_s=0.0, reference_samples=20)
-        policy = Policy(PolicySettings(outliers=settings))
-        for b in "ab":
-            feed(policy.judge, b, [0.05] * 30)
-        feed(policy.judge, "a", [0.3] * 10, t0=20.0)  # slow against its own past
-        feed(policy.judge, "b", [1.0] * 10, t0=20.0)  # and queueing more: against its peer
-        return policy
+        # a: slow against its own past; b: queueing more, slow against its peer too
+        return slowed({"a": 0.3, "b": 1.0})
 
     rising = [5.0] * 60 + [12.0] * 3
     actions, _ = await saturated().outliers("m", gw, now=21.0, rps=rising)
