@@ -11,8 +11,10 @@ The rule (checked once per tick for every model, see docs/detector.md):
   on the median of its probes against its peers' probes (like with like);
 - it gets a probe request every ``probe_interval_s`` when it has fewer than ``min_samples``
   traffic requests in the last half window (the balancer starves it, it is ejected, or the
-  model is in fallback) or a failure in its window; then its admitted peers are probed
-  too, so that its probe latency has peers to be compared with;
+  model is in fallback), a failure in its window, or, admitted, a median or a newest
+  request over the rule against its peers (a slowdown that may have begun); then its
+  admitted peers are probed too, so that its probe latency has peers to be compared with;
+  the last two kinds (suspects) get ``suspect_probes`` back to back;
 - it is *slow* when its median exceeds ``latency_ratio`` x the median of its admitted
   peers' medians (Envoy's success-rate outlier detection applied to latency), or
   ``self_ratio`` x its own reference median (its healthy traffic samples, used once it holds
@@ -81,6 +83,9 @@ class Verdict:
     good: bool  # judged and good for ``consecutive`` checks in a row
     reason: str = ""
     failures: int = 0
+    #: its newest request alone is slower than the rule allows against its peers: a
+    #: slowdown may have begun, so a starved replica gets a burst of probes
+    lagging: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,9 @@ class Decision:
     probe: list[str]  # replicas to send a probe request to
     slow_only: bool = False  # every bad replica is slow only against its own past
     failing: frozenset[str] = frozenset()  # the replicas bad for their errors
-    suspect: frozenset[str] = frozenset()  # probed, with a failure in the window: a burst
+    #: probed, and with a failure in its window, or slow (its median or its newest request
+    #: against its peers'): it gets a burst of probes
+    suspect: frozenset[str] = frozenset()
 
 
 def _medians(lat: dict[str, list[float]], n: int) -> dict[str, float]:
@@ -190,20 +197,21 @@ class OutlierJudge:
             pool, what = (probes, "probe latency") if b in ejected else (answered, "latency")
             lat = newest_probes if b in ejected else newest
             med = pool.get(b)
-            if med is None:
-                # no median, but failing is judged on what there is: a replica whose
-                # requests fail is retried elsewhere and starved of samples
-                failing = err >= s.error_rate
-                rep.bad, rep.good = (rep.bad + 1 if failing else 0), 0
-                reason = self._reason(0.0, None, None, err, what) if failing else ""
-                out[b] = Verdict(b, len(last), None, err, failing, False, reason, failures)
-                continue
             others = [p for p in pool if p != b and p not in ejected]
             peer = (
                 (statistics.median([pool[p] for p in others]),
                  mad([x for p in others for x in lat[p]]))
                 if others else None
             )  # fmt: skip
+            lagging = bool(peer and lat[b] and self._reason(lat[b][-1], peer, None, 0.0, what))
+            if med is None:
+                # no median, but failing is judged on what there is: a replica whose
+                # requests fail is retried elsewhere and starved of samples
+                failing = err >= s.error_rate
+                rep.bad, rep.good = (rep.bad + 1 if failing else 0), 0
+                reason = self._reason(0.0, None, None, err, what) if failing else ""
+                out[b] = Verdict(b, len(last), None, err, failing, False, reason, failures, lagging)
+                continue
             ref = (
                 (statistics.median(rep.reference), mad(list(rep.reference)))
                 if len(rep.reference) >= s.reference_samples
@@ -221,8 +229,17 @@ class OutlierJudge:
             slow = rep.bad >= s.consecutive and evidence
             bad = slow or err >= s.error_rate
             good = rep.good >= s.consecutive
-            out[b] = Verdict(b, len(last), med, err, bad, good, reason, failures)
+            out[b] = Verdict(b, len(last), med, err, bad, good, reason, failures, lagging)
         return out
+
+    @staticmethod
+    def _slow_admitted(b: str, ejected: set[str], verdicts: dict[str, Verdict]) -> bool:
+        """Admitted and slow against its peers (its median, or its newest request alone),
+        not yet bad: probed in bursts, so that it is judged on enough requests soon even
+        when the balancer moves its traffic away. An ejected one stays at one probe per
+        interval."""
+        v = verdicts[b]
+        return b not in ejected and not v.bad and (v.lagging or v.reason != "")
 
     def _probe(self, replicas: list[str], ejected: set[str], verdicts: dict[str, Verdict],
                now: float) -> list[str]:  # fmt: skip
@@ -231,6 +248,7 @@ class OutlierJudge:
             b
             for b in replicas
             if verdicts[b].failures
+            or self._slow_admitted(b, ejected, verdicts)
             or sum(1 for t, *_, p in self.replicas[b].samples if t >= fresh and not p)
             < self.s.min_samples
         ]
@@ -269,5 +287,10 @@ class OutlierJudge:
         readmit = [b for b in replicas if b in ejected and verdicts[b].good]
         slow_only = bool(bad) and not ejectable
         failing = frozenset(b for b in bad if verdicts[b].error_rate >= self.s.error_rate)
-        suspect = frozenset(b for b in probe if verdicts[b].failures and b not in failing)
+        suspect = frozenset(
+            b
+            for b in probe
+            if b not in failing
+            and (verdicts[b].failures or self._slow_admitted(b, ejected, verdicts))
+        )
         return Decision(eject, readmit, fallback, probe, slow_only, failing, suspect)

@@ -3,10 +3,11 @@
 The balancer moves traffic away from a slow replica, so it may get too few requests for
 the outlier rule (:mod:`switchgear.detector.outliers`) to judge it. ``Prober.probe`` sends it
 one small chat completion (``max_tokens: 1``), at most one in flight per replica and one
-per ``probe_interval_s``; a replica with a failure in its window (a *suspect*) gets a burst
-of ``suspect_probes`` back to back instead, so that a replica failing 20% of its requests,
-which the balancer starves, is judged on enough requests within 10 s. Each result (a timeout counts as a failed request as slow as the
-timeout) is handed to ``on_result`` as an :class:`~switchgear.types.Observation`.
+per ``probe_interval_s``; a *suspect* (a failure in its window, or admitted and slower
+than its peers) gets a burst of ``suspect_probes`` back to back instead, so that a replica
+failing 20% of its requests, or one just turned slow, which the balancer starves, is judged
+on enough requests within 10 s. Each result (a timeout counts as a failed request as slow
+as the timeout) is handed to ``on_result`` as an :class:`~switchgear.types.Observation`.
 """
 
 from __future__ import annotations

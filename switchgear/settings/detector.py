@@ -91,7 +91,8 @@ class OutlierSettings(Section):
     max_ejection_percent: float = Field(50.0, ge=0, le=100)
     probe_interval_s: float = Field(1.0, gt=0)
     #: Probes sent back to back per ``probe_interval_s`` to a probed replica with a failure
-    #: in its window (one otherwise): 20% errors is then judged on ~30 probes in 10 s.
+    #: in its window, or admitted and slower than its peers (one otherwise): 20% errors is
+    #: then judged on ~30 probes in 10 s, a fresh slowdown on enough requests soon.
     suspect_probes: int = Field(3, ge=1)
     probe_timeout_s: float = Field(5.0, gt=0)
 

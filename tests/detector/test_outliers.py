@@ -129,6 +129,21 @@ def test_one_failure_is_not_failing_but_asks_for_probes() -> None:
     assert [b for b, _ in d.eject] == ["b"]
 
 
+def test_a_replica_whose_newest_request_is_slow_gets_a_burst_of_probes() -> None:
+    judge = OutlierJudge(OutlierSettings())
+    feed(judge, "a", [0.01] * 40)
+    feed(judge, "b", [0.01] * 6, t0=3.0)  # enough requests to judge: no probe
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
+    assert d.probe == [] and d.suspect == frozenset()
+    feed(judge, "b", [0.5], t0=3.95)  # its newest request is 50x its peer's median
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=4.0)
+    # its median is still fast, so it is not judged slow yet, but it is probed in bursts
+    assert d.eject == [] and "b" in d.probe and d.suspect == {"b"}
+    # once ejected, it is left at one probe per interval
+    d = judge.decide(["a", "b"], {"b"}, has_fallback=True, in_fallback=False, now=4.0)
+    assert d.suspect == frozenset()
+
+
 def test_an_ejected_replica_is_judged_on_probes_against_its_peers_probes() -> None:
     judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
     judge.fresh(["a", "b"], 0.0)  # b was just ejected
