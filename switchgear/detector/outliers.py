@@ -12,7 +12,7 @@ The rule (checked once per tick for every model, see docs/detector.md):
 - it gets a probe request every ``probe_interval_s`` when it has fewer than ``min_samples``
   traffic requests in the last half window (the balancer starves it, it is ejected, or the
   model is in fallback), a failure in its window, or, admitted, a median or a newest
-  request over the rule against its peers (a slowdown that may have begun); then its
+  request over the rule (a slowdown that may have begun); then its
   admitted peers are probed too, so that its probe latency has peers to be compared with;
   the last two kinds (suspects) get ``suspect_probes`` back to back;
 - it is *slow* when its median exceeds ``latency_ratio`` x the median of its admitted
@@ -83,8 +83,8 @@ class Verdict:
     good: bool  # judged and good for ``consecutive`` checks in a row
     reason: str = ""
     failures: int = 0
-    #: its newest request alone is slower than the rule allows against its peers: a
-    #: slowdown may have begun, so a starved replica gets a burst of probes
+    #: its newest request alone is slower than the rule allows (against its peers or its
+    #: own past): a slowdown may have begun, so it gets a burst of probes
     lagging: bool = False
 
 
@@ -203,7 +203,13 @@ class OutlierJudge:
                  mad([x for p in others for x in lat[p]]))
                 if others else None
             )  # fmt: skip
-            lagging = bool(peer and lat[b] and self._reason(lat[b][-1], peer, None, 0.0, what))
+            ref = (
+                (statistics.median(rep.reference), mad(list(rep.reference)))
+                if len(rep.reference) >= s.reference_samples
+                else None
+            )
+            # its newest request alone over the rule: a slowdown may have begun
+            lagging = bool(lat[b] and self._reason(lat[b][-1], peer, ref, 0.0, what))
             if med is None:
                 # no median, but failing is judged on what there is: a replica whose
                 # requests fail is retried elsewhere and starved of samples
@@ -212,11 +218,6 @@ class OutlierJudge:
                 reason = self._reason(0.0, None, None, err, what) if failing else ""
                 out[b] = Verdict(b, len(last), None, err, failing, False, reason, failures, lagging)
                 continue
-            ref = (
-                (statistics.median(rep.reference), mad(list(rep.reference)))
-                if len(rep.reference) >= s.reference_samples
-                else None
-            )
             reason = self._reason(med, peer, ref, err, what)
             rep.bad, rep.good = (rep.bad + 1, 0) if reason else (0, rep.good + 1)
             base = min(x[0] for x in (peer, ref, (med, 0.0)) if x is not None)
@@ -234,10 +235,10 @@ class OutlierJudge:
 
     @staticmethod
     def _slow_admitted(b: str, ejected: set[str], verdicts: dict[str, Verdict]) -> bool:
-        """Admitted and slow against its peers (its median, or its newest request alone),
-        not yet bad: probed in bursts, so that it is judged on enough requests soon even
-        when the balancer moves its traffic away. An ejected one stays at one probe per
-        interval."""
+        """Admitted and slow (its median, or its newest request alone, against its peers or
+        its own past), not yet bad: probed in bursts, so that it is judged on enough
+        requests soon even when the balancer moves its traffic away. An ejected one stays
+        at one probe per interval."""
         v = verdicts[b]
         return b not in ejected and not v.bad and (v.lagging or v.reason != "")
 

@@ -142,6 +142,14 @@ def test_a_replica_whose_newest_request_is_slow_gets_a_burst_of_probes() -> None
     # once ejected, it is left at one probe per interval
     d = judge.decide(["a", "b"], {"b"}, has_fallback=True, in_fallback=False, now=4.0)
     assert d.suspect == frozenset()
+    # against its own past too (no peers here): the fallback's case, every replica slow
+    judge = OutlierJudge(OutlierSettings(reference_samples=20))
+    feed(judge, "a", [0.01] * 30)
+    d = judge.decide(["a"], set(), has_fallback=True, in_fallback=False, now=4.0)
+    assert d.suspect == frozenset()
+    feed(judge, "a", [0.3], t0=3.95)
+    d = judge.decide(["a"], set(), has_fallback=True, in_fallback=False, now=4.0)
+    assert d.suspect == {"a"} and d.fallback is None
 
 
 def test_an_ejected_replica_is_judged_on_probes_against_its_peers_probes() -> None:
