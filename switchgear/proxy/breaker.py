@@ -6,6 +6,13 @@ failed attempts open it. An open breaker keeps the backend out of every request 
 (*half-open*). A successful probe closes the breaker, so traffic returns to a recovered
 backend by itself; a failed one opens it again for another cool-down.
 
+The latency EWMA a balancer reads decays while a backend gets no answers: it halves every
+``EWMA_HALF_LIFE_S`` of quiet (like the peak-EWMA balancers of Finagle and Tower). Without
+it, two replicas at a low load are compared on their EWMAs alone (neither has requests
+outstanding), and the one that was once slower, or merely slower at its first request,
+never gets another request to show it is fast again: it sat idle for the whole of a
+run. With it, an idle replica is tried again within seconds, and its EWMA is fresh.
+
 Ejection is separate and manual (the detector's policy or an operator): an ejected
 backend receives no traffic until :meth:`BackendState.readmit`.
 
@@ -20,6 +27,7 @@ requests, latency and counters stay per process.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +35,15 @@ from typing import Any
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 EWMA_ALPHA = 0.3
+EWMA_HALF_LIFE_S = 5.0
+_DECAY = math.log(2) / EWMA_HALF_LIFE_S
 
 
 @dataclass(slots=True)
 class BackendStats:
     outstanding: int = 0
     ewma_s: float | None = None
+    ewma_at: float = 0.0  # when ``ewma_s`` was last updated (the state's clock)
     state: str = CLOSED
     consecutive_failures: int = 0
     opened_at: float = 0.0
@@ -41,6 +52,12 @@ class BackendStats:
     successes: int = 0
     failures: int = 0
     last_error: str | None = None
+
+
+def _decayed(st: BackendStats, now: float) -> float:
+    assert st.ewma_s is not None
+    quiet = now - st.ewma_at
+    return st.ewma_s * math.exp(-_DECAY * quiet) if quiet > 0 else st.ewma_s
 
 
 class BackendState:
@@ -77,8 +94,11 @@ class BackendState:
         return st.outstanding if st is not None else 0
 
     def ewma(self, backend_id: str) -> float | None:
+        """The backend's latency EWMA, decayed by the time since its last answer."""
         st = self._stats.get(backend_id)
-        return st.ewma_s if st is not None else None
+        if st is None or st.ewma_s is None:
+            return None
+        return _decayed(st, self.clock())
 
     def next_counter(self, key: str) -> int:
         """A per-key increasing counter (round robin state lives here, not in a module global)."""
@@ -133,9 +153,13 @@ class BackendState:
         if was != CLOSED:
             self._changed(backend_id, "close", "")
         if latency_s is not None:
-            st.ewma_s = (
-                latency_s if st.ewma_s is None else st.ewma_s + EWMA_ALPHA * (latency_s - st.ewma_s)
-            )
+            now = self.clock()
+            if st.ewma_s is None:
+                st.ewma_s = latency_s
+            else:
+                last = _decayed(st, now)
+                st.ewma_s = last + EWMA_ALPHA * (latency_s - last)
+            st.ewma_at = now
 
     def failure(self, backend_id: str, reason: str) -> None:
         st = self.get(backend_id)

@@ -276,3 +276,25 @@ def test_latency_strategy_picks_lowest_ewma_and_explores():
         st.success(b.id, lat)
     firsts = [_order("latency", bs, st)[0].id for _ in range(300)]
     assert firsts.count("b1") > 240 and len(set(firsts)) > 1
+
+
+def test_p2c_tries_an_idle_replica_again_at_a_low_load():
+    # two equally fast replicas; b0's first answer was slow (a cold start). At a low load
+    # neither has requests outstanding, so only their EWMAs are compared: without the
+    # decay of a quiet replica's EWMA, b0 would never get another request
+    random.seed(4)
+    clock = [1000.0]
+    bs, st = _bs(2), BackendState(clock=lambda: clock[0])
+    st.success("b0", 0.5)
+    st.success("b1", 0.03)
+    firsts = []
+    for _ in range(300):  # 5 requests/s for a minute, each answered in 30 ms
+        clock[0] += 0.2
+        first = _order("p2c", bs, st)[0].id
+        st.success(first, 0.03)
+        firsts.append(first)
+    # tried again once its EWMA has decayed to b1's: 0.5 s halved for about 20 s (4 half
+    # lives of 5 s), not before
+    again = firsts.index("b0")
+    assert 90 <= again < 110
+    assert firsts[again:].count("b0") >= len(firsts[again:]) // 3  # and it shares the load
