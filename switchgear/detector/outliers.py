@@ -11,18 +11,16 @@ The rule (checked once per tick for every model, see docs/detector.md):
   on the median of its probes against its peers' probes (like with like);
 - it gets a probe request every ``probe_interval_s`` when it has fewer than ``min_samples``
   traffic requests in the last half window (the balancer starves it, it is ejected, or the
-  model is in fallback), a failure in its window, or, admitted, a median or a newest
-  request over the rule (a slowdown that may have begun); then its
-  admitted peers are probed too, so that its probe latency has peers to be compared with;
-  the last two kinds (suspects) get ``suspect_probes`` back to back;
+  model is in fallback), a failure in its window, or, admitted, a median or newest request
+  over the rule (a slowdown may have begun); its admitted peers are probed too (probes are
+  compared with probes); the last two kinds (suspects) get ``suspect_probes`` back to back;
 - it is *slow* when its median exceeds ``latency_ratio`` x the median of its admitted
   peers' medians (Envoy's success-rate outlier detection applied to latency), or
-  ``self_ratio`` x its own reference median (its healthy traffic samples, used once it holds
-  ``reference_samples``), and either way by at least the *floor*: ``excess_mads`` x the
-  spread of what it is compared with (the median absolute deviation of the peers' newest
-  requests, or of its reference), never less than ``min_excess_s``. The floor scales with
-  the latency noise of the model on its host, not a fixed figure: a 3x slowdown of a 50 ms
-  model is 100 ms, of a 10 ms one 20 ms;
+  ``self_ratio`` x its own reference median (its healthy traffic samples once it holds
+  ``reference_samples``, until then its model's replicas' pooled), and either way by at
+  least the *floor*: ``excess_mads`` x the median absolute deviation of what it is compared
+  with, never less than ``min_excess_s``: the floor scales with the model's latency noise
+  on its host (a 3x slowdown of a 50 ms model is 100 ms, of a 10 ms one 20 ms);
 - it is *failing* when at least ``min_errors`` of its newest ``error_samples`` requests
   (traffic and probes) failed and they are at least ``error_rate`` of them; that needs no
   latency median, so a failing replica that the retries starve is judged too;
@@ -83,9 +81,7 @@ class Verdict:
     good: bool  # judged and good for ``consecutive`` checks in a row
     reason: str = ""
     failures: int = 0
-    #: its newest request alone is slower than the rule allows (against its peers or its
-    #: own past): a slowdown may have begun, so it gets a burst of probes
-    lagging: bool = False
+    lagging: bool = False  # its newest request alone over the rule: a burst of probes
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +94,7 @@ class Decision:
     probe: list[str]  # replicas to send a probe request to
     slow_only: bool = False  # every bad replica is slow only against its own past
     failing: frozenset[str] = frozenset()  # the replicas bad for their errors
-    #: probed, and with a failure in its window, or slow (its median or its newest request
-    #: against its peers'): it gets a burst of probes
-    suspect: frozenset[str] = frozenset()
+    suspect: frozenset[str] = frozenset()  # probed, failed or slow: a burst of probes
 
 
 def _medians(lat: dict[str, list[float]], n: int) -> dict[str, float]:
@@ -179,6 +173,15 @@ class OutlierJudge:
                 return f"median {what} {med:.3f}s > {ratio:g} x its usual {r:.3f}s"
         return ""
 
+    def _pooled(self, replicas: list[str]) -> tuple[float, float] | None:
+        """The model's usual latency, (median, MAD) of its replicas' references pooled: the
+        reference of a replica without ``reference_samples`` of its own (the balancer
+        starved it, or it was ejected long), so "every replica slow" judges every one."""
+        pool = [x for b in replicas if (r := self.replicas.get(b)) for x in r.reference]
+        if len(pool) < self.s.reference_samples:
+            return None
+        return statistics.median(pool), mad(pool)
+
     def verdicts(self, replicas: list[str], ejected: set[str], now: float) -> dict[str, Verdict]:
         """Judge ``replicas`` (one model's) and advance their bad/good counters."""
         s = self.s
@@ -187,6 +190,7 @@ class OutlierJudge:
         newest_probes = {b: [x[1] for x in w if x[3]][-s.recent :] for b, w in windows.items()}
         answered = _medians(newest, s.min_samples)
         probes = _medians(newest_probes, s.min_samples)
+        pooled = self._pooled(replicas)
         out: dict[str, Verdict] = {}
         for b in replicas:
             rep = self.replicas.setdefault(b, _Replica())
@@ -206,7 +210,7 @@ class OutlierJudge:
             ref = (
                 (statistics.median(rep.reference), mad(list(rep.reference)))
                 if len(rep.reference) >= s.reference_samples
-                else None
+                else pooled
             )
             # its newest request alone over the rule: a slowdown may have begun
             lagging = bool(lat[b] and self._reason(lat[b][-1], peer, ref, 0.0, what))
@@ -235,10 +239,8 @@ class OutlierJudge:
 
     @staticmethod
     def _slow_admitted(b: str, ejected: set[str], verdicts: dict[str, Verdict]) -> bool:
-        """Admitted and slow (its median, or its newest request alone, against its peers or
-        its own past), not yet bad: probed in bursts, so that it is judged on enough
-        requests soon even when the balancer moves its traffic away. An ejected one stays
-        at one probe per interval."""
+        """Admitted, slow (its median or newest request) and not yet bad: probed in bursts
+        to be judged soon; an ejected one stays at one probe per interval."""
         v = verdicts[b]
         return b not in ejected and not v.bad and (v.lagging or v.reason != "")
 

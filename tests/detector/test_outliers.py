@@ -72,6 +72,20 @@ def test_every_replica_slow_against_its_own_past_falls_back() -> None:
     assert d.fallback is None and d.eject == []
 
 
+def test_a_replica_without_its_own_reference_is_judged_on_the_models() -> None:
+    # the balancer starved b: it has 5 healthy requests of its own, too few for a reference
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
+    feed(judge, "a", [0.03] * 60)
+    feed(judge, "b", [0.03] * 5)
+    judge.fresh(["a", "b"], 10.0)
+    for b in "ab":  # then both 10x slower
+        feed(judge, b, [0.3] * 10, t0=10.0)
+    assert len(judge.replicas["b"].reference) < judge.s.reference_samples
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=11.0)
+    assert d.fallback is True and d.eject == []
+    assert "usual" in judge.verdicts(["a", "b"], set(), 11.1)["b"].reason
+
+
 def test_max_ejection_percent_caps_ejections() -> None:
     judge = OutlierJudge(
         OutlierSettings(consecutive=1, excess_evidence_s=0.0, max_ejection_percent=25)
