@@ -113,10 +113,11 @@ def schedule(quick: bool, median: float) -> list[Stretch]:
         ),  # fmt: skip
         Stretch("recover", r, clean, None),
         # past the two replicas' capacity (2 x rps_per_replica = 20) for longer than the
-        # scaler's sustain_s (30 s)
+        # scaler's sustain_s (30 s); the scale_up is recorded once the new worker is ready,
+        # which on a busy host takes most of a minute: the load is held for 60 s
         Stretch(
             "load ramp 5 -> 25 rps",
-            90.0 if quick else 180.0,
+            120.0 if quick else 180.0,
             clean,
             "tiny",
             ramp_to=25.0,
