@@ -156,6 +156,7 @@ class DataStream:
     def _decode(self, batch: list[bytes]) -> tuple[list[dict[str, Any]], list[bytes]]:
         out: list[dict[str, Any]] = []
         datas: list[bytes] = []
+        loads, keep, keep_data = orjson.loads, out.append, datas.append
         for raw in batch:
             if not raw or not raw.startswith(b"data:"):
                 continue  # blank separators, comments (": keep-alive"), event:/id: fields
@@ -164,7 +165,7 @@ class DataStream:
                 self.ended = True
                 break
             try:
-                chunk = orjson.loads(data)
+                chunk = loads(data)
             except orjson.JSONDecodeError:
                 log.warning(
                     "request %s: dropped malformed chunk from %s: %.200r",
@@ -189,8 +190,8 @@ class DataStream:
                     f"backend {self.backend.id} reported an error mid-stream: {msg}"
                 )
                 break
-            out.append(chunk)
-            datas.append(data)
+            keep(chunk)
+            keep_data(data)
         return out, datas
 
 
