@@ -78,16 +78,19 @@ class DataStream:
     before ``[DONE]``, raises :class:`UpstreamError`, once the chunks before it were handed
     out. It is an async iterator of chunks (the adapter contract), and the gateway may take
     the chunks a network read at a time instead (:meth:`next_batch`, the gateway's
-    :class:`Lines` read per read), which spares an async step per chunk. Either way, or
-    both in turn, each chunk is handed out once, in order.
+    :class:`Lines` read per read), which spares an async step per chunk, or with the
+    client's frames for them (:meth:`next_frames`), which spares encoding them again.
+    Either way, or all in turn, each chunk is handed out once, in order.
     """
 
-    __slots__ = ("backend", "ctx", "reads", "ready", "error", "ended")
+    __slots__ = ("backend", "ctx", "reads", "ready", "datas", "pos", "error", "ended")
 
     def __init__(self, backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]) -> None:
         self.backend, self.ctx = backend, ctx
         self.reads = lines.reads() if isinstance(lines, Lines) else _one_by_one(lines)
-        self.ready: list[dict[str, Any]] = []  # decoded, not handed out yet, last first
+        self.ready: list[dict[str, Any]] = []  # the chunks of the last read that had any
+        self.datas: list[bytes] = []  # their JSON as the backend sent it
+        self.pos = 0  # how many of ``ready`` were handed out
         self.error: UpstreamError | None = None  # to raise once ``ready`` is handed out
         self.ended = False
 
@@ -95,53 +98,74 @@ class DataStream:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
-        if not self.ready:
-            batch = await self._next_read()
-            if not batch:
-                raise StopAsyncIteration
-            batch.reverse()
-            self.ready = batch
-        return self.ready.pop()
+        if self.pos >= len(self.ready) and not await self._fill():
+            raise StopAsyncIteration
+        self.pos += 1
+        return self.ready[self.pos - 1]
 
     async def next_batch(self) -> list[dict[str, Any]]:
         """The chunks not handed out yet, else those of the next read that has any; ``[]``
         after ``[DONE]``."""
-        if self.ready:
-            out = self.ready[::-1]
-            self.ready = []
-            return out
-        return await self._next_read()
+        if self.pos >= len(self.ready) and not await self._fill():
+            return []
+        pos, self.pos = self.pos, len(self.ready)
+        return self.ready[pos:] if pos else self.ready
+
+    async def next_frames(self) -> tuple[list[dict[str, Any]], bytes]:
+        """:meth:`next_batch`, and the chat SSE frames of those chunks: each one's JSON as
+        the backend sent it (it decoded, so it is well-formed), ``([], b"")`` at the end.
+
+        A chunk whose JSON holds a ``\\r`` (whitespace for JSON, a line break for an SSE
+        client) is encoded again instead.
+        """
+        chunks = await self.next_batch()
+        if not chunks:
+            return chunks, b""
+        datas = self.datas if len(chunks) == len(self.datas) else self.datas[-len(chunks) :]
+        frames = b"data: " + b"\n\ndata: ".join(datas) + b"\n\n"
+        if b"\r" in frames:
+            frames = b"".join(
+                [
+                    b"data: " + (orjson.dumps(c) if b"\r" in d else d) + b"\n\n"
+                    for c, d in zip(chunks, datas, strict=True)
+                ]
+            )
+        return chunks, frames
 
     async def aclose(self) -> None:
         self.ended = True
         await self.reads.aclose()  # type: ignore[attr-defined]
 
-    async def _next_read(self) -> list[dict[str, Any]]:
+    async def _fill(self) -> bool:
+        """Decode the next read that has chunks into ``ready``; False at the end."""
         while True:
             if self.error is not None:
                 err, self.error, self.ended = self.error, None, True
                 raise err
             if self.ended:
-                return []
+                return False
             batch = await anext(self.reads, None)
             if batch is None:
                 self.ended = True
                 raise UpstreamError(f"backend {self.backend.id} ended the stream without [DONE]")
-            chunks = self._decode(batch)
+            chunks, datas = self._decode(batch)
             if chunks:
-                return chunks
+                self.ready, self.datas, self.pos = chunks, datas, 0
+                return True
 
-    def _decode(self, batch: list[bytes]) -> list[dict[str, Any]]:
+    def _decode(self, batch: list[bytes]) -> tuple[list[dict[str, Any]], list[bytes]]:
         out: list[dict[str, Any]] = []
+        datas: list[bytes] = []
+        loads, keep, keep_data = orjson.loads, out.append, datas.append
         for raw in batch:
-            if not raw.startswith(b"data:"):
+            if not raw or not raw.startswith(b"data:"):
                 continue  # blank separators, comments (": keep-alive"), event:/id: fields
             data = raw[5:].strip()
             if data == b"[DONE]":
                 self.ended = True
                 break
             try:
-                chunk = orjson.loads(data)
+                chunk = loads(data)
             except orjson.JSONDecodeError:
                 log.warning(
                     "request %s: dropped malformed chunk from %s: %.200r",
@@ -157,15 +181,18 @@ class DataStream:
                     self.backend.id,
                 )
                 continue
-            if ("error" in chunk and "choices" not in chunk) or chunk.get("type") == "error":
+            if ("error" in chunk or "type" in chunk) and (
+                ("error" in chunk and "choices" not in chunk) or chunk.get("type") == "error"
+            ):
                 err = chunk.get("error", chunk)
                 msg = err.get("message") if isinstance(err, dict) else str(err)
                 self.error = UpstreamError(
                     f"backend {self.backend.id} reported an error mid-stream: {msg}"
                 )
                 break
-            out.append(chunk)
-        return out
+            keep(chunk)
+            keep_data(data)
+        return out, datas
 
 
 def _data(backend: Backend, ctx: RequestContext, lines: AsyncIterator[bytes]) -> DataStream:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 import orjson
@@ -24,11 +23,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from switchgear.errors import APIError, UpstreamError, UpstreamTimeout
-from switchgear.plugins.calls import acts_for
-from switchgear.plugins.manager import chain_sync
 from switchgear.proxy.answers import Answer, StreamAnswer
 from switchgear.proxy.frames import CHAT_FRAMES, Frames
 from switchgear.proxy.keys import PARSED_REQUEST, REQUEST_ID, SETTLE, TOKENS_USED, UPSTREAM, USAGE
+from switchgear.proxy.pump import ClientGone, pump
 from switchgear.proxy.ratelimit import streamed_tokens
 from switchgear.proxy.resume import Transcript, resume
 from switchgear.types import RequestContext
@@ -129,8 +127,8 @@ class _Relay:
     async def run(self) -> _Outcome:
         while True:
             try:
-                tokens = await _pump(self.resp, self.answer, self.pm, self.transcript, self.frames)
-            except _ClientGone as gone:
+                tokens = await pump(self.resp, self.answer, self.pm, self.transcript, self.frames)
+            except ClientGone as gone:
                 self.answer.attempt.failed(499, "client_gone", fault=False, tokens=gone.tokens)
                 return "gone"
             except asyncio.CancelledError:
@@ -199,142 +197,6 @@ class _Relay:
             return "gone"
         self.answer.attempt.done(200, tokens)
         return "done"
-
-
-class _ClientGone(Exception):
-    def __init__(self, tokens: int) -> None:
-        self.tokens = tokens
-
-
-async def _pump(
-    resp: web.StreamResponse,
-    answer: StreamAnswer,
-    pm: pluggy.PluginManager,
-    transcript: Transcript,
-    frames: Frames,
-) -> int:
-    """Relay ``answer``'s chunks until its end; returns the chunks with choices relayed.
-
-    Chunks that are ready together (the next ones decode without waiting on the network)
-    go out in one write; whatever is pending is written before the relay waits for the
-    backend, and before this returns or raises, so nothing the client was due is held back.
-    Upstream failures propagate with a ``tokens`` attribute; a client that went away
-    raises :class:`_ClientGone`.
-    """
-    ctx, backend = answer.ctx, answer.backend
-    rename = answer.model if answer.fallback_from is not None else None
-    rewrite = acts_for(pm, "rewrite_response", backend)
-    out = _Batch(resp)
-    pending, encode, record, more = out.parts, frames.chunk, transcript.record, _reader(answer)
-    tokens = 0
-    batch = [answer.first] if answer.first is not None else []
-    answer.first = None  # a resumed answer must not replay it
-    try:
-        while batch:
-            for chunk in batch:
-                tokens += 1 if chunk.get("choices") else 0
-                if rename is not None and "model" in chunk:
-                    chunk["model"] = rename
-                chunk = transcript.adopt(chunk)
-                if rewrite:
-                    chunk = chain_sync(
-                        pm, "rewrite_response", "body", ctx=ctx, body=chunk, backend=backend
-                    )
-                data = encode(chunk)
-                if data:
-                    pending.append(data)
-                record(chunk)
-            batch = await _FlushFirst(more(), out.flush)
-        await out.flush()
-    except ConnectionResetError:
-        raise _ClientGone(tokens) from None
-    except (_ClientGone, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        try:
-            await out.flush()
-        except ConnectionResetError:
-            raise _ClientGone(tokens) from None
-        exc.tokens = tokens  # type: ignore[attr-defined]
-        raise
-    return tokens
-
-
-def _reader(answer: StreamAnswer) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
-    """What reads the next chunks of ``answer``: those of one network read when its
-    adapter's stream offers them (``next_batch``, the built-in OpenAI adapter's), else one
-    chunk at a time; an empty list at the end."""
-    chunks = answer.chunks
-    batch: Callable[[], Awaitable[list[dict[str, Any]]]] | None = getattr(
-        chunks, "next_batch", None
-    )
-    if batch is not None:
-        return batch
-
-    async def one() -> list[dict[str, Any]]:
-        chunk = await anext(chunks, None)
-        return [] if chunk is None else [chunk]
-
-    return one
-
-
-class _Batch:
-    """Frames relayed but not yet written to the client."""
-
-    __slots__ = ("resp", "parts")
-
-    def __init__(self, resp: web.StreamResponse) -> None:
-        self.resp, self.parts = resp, list[bytes]()
-
-    def add(self, frame: bytes) -> None:
-        self.parts.append(frame)
-
-    async def flush(self) -> None:
-        if self.parts:
-            data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-            self.parts.clear()
-            await self.resp.write(data)
-
-
-class _FlushFirst:
-    """Await ``inner``; if it has to wait, ``flush()`` is awaited first.
-
-    The client gets every frame that was ready before the relay waits for the backend,
-    while frames that are ready together still go out in one write.
-    """
-
-    __slots__ = ("inner", "flush")
-
-    def __init__(self, inner: Awaitable[Any], flush: Callable[[], Awaitable[None]]) -> None:
-        self.inner, self.flush = inner, flush
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        it = self.inner.__await__()
-        try:
-            waiting = it.send(None)
-        except StopIteration as stop:
-            return stop.value  # ready without waiting: keep batching
-        try:
-            yield from self.flush().__await__()
-        except BaseException:
-            it.close()
-            raise
-        while True:  # the rest of ``yield from it``, resuming at the wait it started
-            try:
-                sent = yield waiting
-            except GeneratorExit:
-                it.close()
-                raise
-            except BaseException as exc:
-                try:
-                    waiting = it.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    waiting = it.send(sent)
-                except StopIteration as stop:
-                    return stop.value
 
 
 def _stream_error(exc: BaseException, backend_id: str) -> tuple[APIError, str]:

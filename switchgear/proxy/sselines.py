@@ -56,16 +56,21 @@ class Lines:
                 data = self.tail + data
             parts = data.split(b"\n")
             tail = self.tail = parts.pop()
-            for i, part in enumerate(parts):
-                if len(part) >= limit:
-                    self.error = LineTooLong(part[:100] + b"...", limit)
-                    del parts[i:]
-                    break
-            else:
-                if len(tail) > limit:
-                    self.error = LineTooLong(tail[:100] + b"...", limit)
+            if len(data) >= limit:  # else no line of it can reach the limit
+                self._limit(parts, tail)
             if parts:
                 return parts, False
+
+    def _limit(self, parts: list[bytes], tail: bytes) -> None:
+        """Keep the lines before the first one over the limit, and note the error."""
+        limit = self.limit
+        for i, part in enumerate(parts):
+            if len(part) >= limit:
+                self.error = LineTooLong(part[:100] + b"...", limit)
+                del parts[i:]
+                return
+        if len(tail) > limit:
+            self.error = LineTooLong(tail[:100] + b"...", limit)
 
     async def reads(self) -> AsyncIterator[list[bytes]]:
         """The lines of each network read, without their ``\\n`` (the last one may be the

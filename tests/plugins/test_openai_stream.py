@@ -89,3 +89,22 @@ async def _until_error(stream: DataStream) -> AsyncIterator[dict[str, object]]:
         async for chunk in stream:
             yield chunk
     await stream.aclose()
+
+
+async def test_frames_are_the_json_as_sent_after_the_chunks_handed_out(upstream: Upstream) -> None:
+    server, pieces = upstream
+    async with stream_of(server) as stream:
+        spaced = b'data:  {"choices": [{"index": 0, "delta": {"content": "t9"}}]} \r\n\r\n'
+        pieces.put_nowait(frame(0) + frame(1) + b"data: {bad\n\n" + spaced)
+        assert texts([await anext(stream)]) == ["t0"]
+        chunks, frames = await stream.next_frames()
+        assert texts(chunks) == ["t1", "t9"]
+        assert (
+            frames
+            == frame(1) + b'data: {"choices": [{"index": 0, "delta": {"content": "t9"}}]}\n\n'
+        )
+        pieces.put_nowait(b'data: {"choices":\r[]}\n\n' + frame(2) + b"data: [DONE]\n\n")
+        chunks, frames = await stream.next_frames()
+        assert frames == b'data: {"choices":[]}\n\n' + frame(2)  # a \r inside: encoded again
+        assert await stream.next_frames() == ([], b"")
+        await stream.aclose()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from switchgear.proxy.relay import _FlushFirst
+from switchgear.proxy.pump import _FlushFirst
 
 
 class Flushes:
