@@ -159,6 +159,22 @@ async def test_weights_gate_names_the_corrupted_tensor(
     assert await served_path(client) == str(tiny)
 
 
+async def test_weights_gate_compares_in_the_dtype_the_candidate_is_served_in(
+    start_worker: Any, plugin_manager: Any, tiny: Path, tiny_seed1: Path
+) -> None:
+    # fp32 on disk, fp16 when served (the CUDA default): rounding is not a difference, a
+    # changed weight still is.
+    client = await start_worker(worker_settings(tiny, **RELAXED))
+    status, report = await swap(client, tiny_seed1, dtype="fp16")
+    assert status == 200, report
+    assert gate(report, "weights")["passed"] and gate(report, "weights")["value"] == 0.0
+    await client.post("/admin/rollback", headers=admin_headers())
+    plugin_manager.register(Tamper(tiny_seed1, corrupt=True))
+    status, report = await swap(client, tiny_seed1, dtype="fp16")
+    assert status == 422 and report["failed"] == ["weights"]
+    assert "model.layers.1.mlp.down_proj.weight" in gate(report, "weights")["detail"]
+
+
 async def test_outputs_gate_refuses_a_too_different_quantization(
     start_worker: Any, tiny: Path, tiny_seed1: Path
 ) -> None:

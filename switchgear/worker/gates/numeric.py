@@ -1,7 +1,8 @@
 """The numeric gates: is what was loaded what the checkpoint holds, and close to its reference?
 
-* ``weights``: every checkpoint tensor equals the loaded parameter within ``weight_atol``
-  (NaN counts as different); names the first that does not.
+* ``weights``: every checkpoint tensor, rounded to the dtype it was loaded in, equals the
+  loaded parameter within ``weight_atol`` (NaN counts as different); names the first that
+  does not.
 * ``outputs``: max absolute logit difference on the probes against a reference (the same
   checkpoint unquantized in PyTorch, or ``model.reference``, e.g. the PyTorch weights of an
   ONNX export) within ``logit_tolerance``.
@@ -76,11 +77,11 @@ def _compare_checkpoint(
                 f"{name}: shape {tuple(loaded.shape)} != checkpoint {tuple(tensor.shape)}",
                 limit=atol,
             )
-        diff = (
-            float((loaded.detach().float().cpu() - tensor.float()).abs().max())
-            if tensor.numel()
-            else 0.0
-        )
+        # The loader casts the checkpoint to the serving dtype (fp16 on CUDA): compare with
+        # the checkpoint rounded the same way, on the parameter's device, so that rounding is
+        # not a difference and a changed value still is.
+        ref = tensor.to(device=loaded.device, dtype=loaded.dtype)
+        diff = float((loaded.detach() - ref).abs().max()) if tensor.numel() else 0.0
         if not diff <= atol:  # NaN fails too
             return GateResult(
                 "weights",
