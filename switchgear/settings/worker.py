@@ -77,6 +77,10 @@ class WorkerSection(Section):
     watch_config: bool = True
     watch_interval_s: float = Field(default=2.0, gt=0)
     torch_threads: int | None = Field(default=None, ge=1)
+    #: On CUDA, let PyTorch's attention use cuDNN's kernel. Off by default: cuDNN builds an
+    #: execution plan for every new (batch, length) shape, and decoding makes a new one at
+    #: every step; flash or memory-efficient attention serve those shapes with no such cost.
+    cudnn_attention: bool = False
     #: Where the replaced model configs are kept (JSON, one per swap); unset: in memory only.
     backup_dir: str | None = None
     backup_keep: int = Field(default=5, ge=1, le=100)

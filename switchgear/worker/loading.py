@@ -93,6 +93,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def configure_attention(device: str, cudnn: bool) -> None:
+    """On CUDA, whether scaled-dot-product attention may pick cuDNN's kernel (process-wide)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(cudnn)
+
+
 def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "fp16" if device.startswith("cuda") else "fp32"

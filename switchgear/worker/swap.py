@@ -28,7 +28,7 @@ from switchgear.worker.backups import ModelHistory
 from switchgear.worker.engine import Engine
 from switchgear.worker.gates import GateResult, Subject, SwapContext, collect, describe
 from switchgear.worker.gates.report import SwapReport
-from switchgear.worker.loading import ModelBundle, load_bundle
+from switchgear.worker.loading import ModelBundle, configure_attention, load_bundle
 
 __all__ = ["ModelSlot", "SwapReport", "free"]
 
@@ -96,6 +96,7 @@ class ModelSlot:
 
     def _engine_for(self, bundle: ModelBundle) -> Engine:
         self.metrics.set_model(bundle)
+        configure_attention(bundle.device, self.worker.cudnn_attention)
         _settle_heap()
         return Engine(
             bundle,

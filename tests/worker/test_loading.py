@@ -116,3 +116,21 @@ def test_hook_quantize_model_reported_in_metadata(tiny: Path, plugin_manager: An
     metrics = WorkerMetrics()
     metrics.set_model(bundle)
     assert b'quantization="quanto-int8"' in metrics.render()
+
+
+def test_cudnn_attention_is_switched_on_cuda_only() -> None:
+    import torch
+
+    from switchgear.worker.loading import configure_attention
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        configure_attention("cpu", cudnn=False)
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        configure_attention("cuda:0", cudnn=False)
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        configure_attention("cuda", cudnn=True)
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
