@@ -153,4 +153,4 @@ class HealthSync(HealthChanges):
                 self.synced.clear()
             finally:
                 with contextlib.suppress(*FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
