@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from switchgear.worker.generation import GenEvent, TokenLogprob, new_generator
-from switchgear.worker.logits import process, token_logprob
+from switchgear.worker.logits import plain_greedy, process, token_logprob
 
 if TYPE_CHECKING:
     from switchgear.worker.engine import _Request
@@ -180,13 +180,19 @@ def _sample_group(bundle: ModelBundle, group: _Group, eos: set[int], metrics: En
     import torch
 
     tokens, group.next_tokens = 0, []
+    # One device-to-host copy per step, not one per row: only the chosen tokens when every
+    # row decodes greedily with nothing to apply, else the logits of all rows.
+    if all(plain_greedy(row.req.params) for row in group.rows):
+        picked: list[int] | None = group.logits.argmax(-1).tolist()
+    else:
+        picked, host = None, group.logits.float().cpu()
     for i, row in enumerate(group.rows):
         if row.req.cancelled.is_set():
             row.finish = "cancelled"
             metrics.observe_cancel()
             group.next_tokens.append(0)
             continue
-        token = sample(group.logits[i], row, bundle)
+        token = picked[i] if picked is not None else sample(host[i], row, bundle)
         group.next_tokens.append(token)
         tokens += 1
         if row.first_at is None:

@@ -37,6 +37,18 @@ def process(logits: Any, params: SamplingParams, prompt: list[int], ids: list[in
     return logits
 
 
+def plain_greedy(params: SamplingParams) -> bool:
+    """Greedy with nothing applied to the logits: the next token is their argmax."""
+    return (
+        params.temperature <= 1e-5
+        and params.logprobs is None
+        and params.constraint is None
+        and not params.logit_bias
+        and not params.presence_penalty
+        and not params.frequency_penalty
+    )
+
+
 def token_logprob(bundle: ModelBundle, logits: Any, token: int, k: int) -> TokenLogprob:
     """The chosen token's log-probability under ``logits`` and the ``k`` most likely tokens."""
     import torch
