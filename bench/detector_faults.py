@@ -6,7 +6,9 @@
 
 ``--clean N`` runs no fault at all: N minutes of clean, bursty, diurnal-shaped traffic next to
 the CPU-stress neighbour, counted from the workers' cold start (their model load and first
-requests are in it), and reports every action the gateway took as a false one.
+requests are in it), with garbage-collection pauses of the healthy workers (``GC_PAUSES``:
+tiny-1 stalls 300 ms every 47 s, tiny-2 200 ms every 61 s, through ``/admin/faults``), and
+reports every action the gateway took as a false one.
 
 Started here, on loopback: a tiny model (``switchgear model make-tiny``), three
 ``switchgear worker`` processes (two replicas of ``tiny``, one ``tiny-fb``), the gateway
@@ -254,7 +256,7 @@ async def set_faults(
     http: aiohttp.ClientSession, urls: dict[str, str], faults: dict[str, dict[str, float]]
 ) -> None:
     for bid, f in faults.items():
-        body = {"delay_ms": 0.0, "error_rate": 0.0, "leak_mb_per_s": 0.0, **f}
+        body = {"delay_ms": 0.0, "error_rate": 0.0, "leak_mb_per_s": 0.0, "pause_ms": 0.0, **f}
         async with http.post(urls[bid] + "/admin/faults", json=body,
                              headers={"Authorization": f"Bearer {KEY}"}) as resp:  # fmt: skip
             resp.raise_for_status()
@@ -335,8 +337,16 @@ def diurnal(t: float, period_s: float, rng: random.Random, burst_until: list[flo
     return base * (2.5 if t < burst_until[0] else 1.0)
 
 
+#: Garbage-collection pauses of the healthy workers on a clean run: each stalls for the time
+#: given at its own period, so that now and then both stall together.
+GC_PAUSES = {
+    "tiny-1": {"pause_ms": 300.0, "pause_every_s": 47.0},
+    "tiny-2": {"pause_ms": 200.0, "pause_every_s": 61.0},
+}
+
+
 def clean_schedule(minutes: float) -> list[Stretch]:
-    return [Stretch("clean", minutes * 60.0, {"tiny-1": {}, "tiny-2": {}}, None)]
+    return [Stretch("clean", minutes * 60.0, GC_PAUSES, None)]
 
 
 def dump(path: Path, stretches: list[tuple[Stretch, float, float]], log: list[Req],

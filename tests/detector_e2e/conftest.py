@@ -91,10 +91,15 @@ class Worker:
                 resp.read()
 
     async def faults(self, **faults: float) -> None:
-        body = {"delay_ms": 0.0, "error_rate": 0.0, "leak_mb_per_s": 0.0, **faults}
+        body = {"delay_ms": 0.0, "error_rate": 0.0, "leak_mb_per_s": 0.0, "pause_ms": 0.0, **faults}
         async with aiohttp.ClientSession() as s:
             async with s.post(self.base + "/admin/faults", json=body, headers=ADMIN_HEADERS) as r:
                 assert r.status == 200, await r.text()
+
+    async def pauses(self) -> int:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(self.base + "/admin/faults", headers=ADMIN_HEADERS) as r:
+                return int((await r.json())["pauses"])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,9 +1,10 @@
 """End to end with ``config/gateway-detector.yaml`` as shipped (only URLs and ports change).
 
 Two real replicas of ``tiny`` and one of ``tiny-fb`` under about 5 requests/s through the
-official client. Clean traffic next to a CPU-stress neighbour takes no action; a replica
-made 3x or 10x slower, or failing, is ejected within the issue's deadlines and readmitted
-after it recovers; every replica slow falls the model back to ``tiny-fb``.
+official client. Clean traffic next to a CPU-stress neighbour, with garbage-collection
+pauses of both workers, takes no action; a replica made 3x or 10x slower, or failing, is
+ejected within the issue's deadlines and readmitted after it recovers; every replica slow
+falls the model back to ``tiny-fb``.
 """
 
 from __future__ import annotations
@@ -63,9 +64,13 @@ async def taken(client: Any) -> list[dict[str, Any]]:
 async def test_clean_traffic_next_to_a_cpu_hog_takes_no_action(
     aiohttp_client: Any, workers: dict[str, Worker], cpu_stress: None
 ) -> None:
-    # a fresh gateway: cold detector, first requests, then bursts of load
+    # a fresh gateway: cold detector, first requests, then bursts of load; both healthy
+    # workers stall now and then for a garbage collection, at times together
     client = await gateway(aiohttp_client, shipped_settings(workers))
     load = five_rps(client)
+    before = {w: await workers[w].pauses() for w in ("tiny-a", "tiny-b")}
+    await workers["tiny-a"].faults(pause_ms=300, pause_every_s=7)
+    await workers["tiny-b"].faults(pause_ms=200, pause_every_s=9)
     try:
         end = time.monotonic() + 40
 
@@ -77,6 +82,10 @@ async def test_clean_traffic_next_to_a_cpu_hog_takes_no_action(
         await until(over, 45, "the clean run")
     finally:
         await load.stop()
+        for w in ("tiny-a", "tiny-b"):
+            await workers[w].faults()
+    paused = {w: await workers[w].pauses() - before[w] for w in before}
+    assert min(paused.values()) >= 3, paused
     assert await taken(client) == []
     assert load.failures == [] and load.ok > 100
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import openai
 import pytest
 
 from switchgear.worker.keys import METRICS, SLOT
+from tests.helpers import poll_until
 from tests.worker.conftest import admin_headers, worker_settings
 
 
@@ -200,6 +202,26 @@ async def test_faults_need_the_admin_key_and_fail_requests(client: Any) -> None:
     await client.post("/admin/faults", json={}, headers=admin_headers())
     shown = await (await client.get("/admin/faults", headers=admin_headers())).json()
     assert shown["error_rate"] == 0 and shown["delay_ms"] == 0
+
+
+async def test_a_pause_fault_stalls_the_worker_periodically(client: Any) -> None:
+    from switchgear.worker.faults import gc_pause
+
+    started = time.perf_counter()
+    gc_pause(60)
+    assert time.perf_counter() - started >= 0.06
+    body = {"pause_ms": 150, "pause_every_s": 0.5}
+    shown = await (await client.post("/admin/faults", json=body, headers=admin_headers())).json()
+    assert shown["pause_ms"] == 150 and shown["pause_every_s"] == 0.5
+
+    async def paused() -> int:
+        faults = await (await client.get("/admin/faults", headers=admin_headers())).json()
+        return int(faults["pauses"] >= 2)
+
+    await poll_until(paused, within=20, what="two pauses")
+    await client.post("/admin/faults", json={}, headers=admin_headers())
+    resp = await client.post("/v1/completions", json={"prompt": "x", "max_tokens": 1})
+    assert resp.status == 200
 
 
 async def test_health_is_503_when_the_model_fails_to_load(

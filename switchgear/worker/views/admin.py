@@ -209,4 +209,5 @@ async def set_faults(request: web.Request) -> web.Response:
         body.error_rate,
         body.leak_mb_per_s,
     )
+    faults.pause_ms, faults.pause_every_s = body.pause_ms, body.pause_every_s
     return json_response(faults.model_dump())
