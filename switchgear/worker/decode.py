@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from switchgear.worker.generation import GenEvent, TokenLogprob, new_generator
+from switchgear.worker.generation import GenEvent, IncrementalText, TokenLogprob, new_generator
 from switchgear.worker.logits import plain_greedy, process, token_logprob
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class _Row:
     first_at: float | None = None
     finish: str | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    text: IncrementalText = field(default_factory=IncrementalText)
 
 
 def eos_ids(bundle: ModelBundle) -> set[int]:
@@ -126,7 +127,7 @@ def _advance(bundle: ModelBundle, row: _Row, token: int, eos: set[int]) -> GenEv
         row.ids.append(token)
         if len(row.ids) >= row.limit:
             row.finish = "length"
-    text = bundle.tokenizer.decode(row.ids, skip_special_tokens=True)
+    text = row.text.update(bundle.tokenizer, row.ids)
     if p.stop:
         hits = [i for i in (text.find(s) for s in p.stop if s) if i >= 0]
         if hits:
