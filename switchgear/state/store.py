@@ -27,9 +27,9 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from switchgear.settings.state import StateSettings
 from switchgear.state.metrics import StateMetrics

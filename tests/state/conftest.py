@@ -68,9 +68,11 @@ class RedisServer:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
         out = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
-        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        if self.log is not None:
-            out.close()  # type: ignore[union-attr]
+        try:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        finally:  # the child holds its own copy; ours is closed even when the start fails
+            if self.log is not None:
+                out.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + 10
         with self.client() as c:
             while True:
