@@ -8,7 +8,6 @@ the request is traced, ends its client span. It carries the context of its own m
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -17,6 +16,7 @@ import aiohttp
 
 from switchgear import telemetry
 from switchgear.proxy.breaker import BackendState
+from switchgear.proxy.deadline import Deadline
 from switchgear.types import Backend, Observation, RequestContext
 
 DRAIN_S = 0.5  # longest wait for the end of a stream after [DONE] before closing instead
@@ -169,7 +169,7 @@ class StreamAnswer(_Answered):
         finally:
             if complete and not self.resp.content.at_eof():
                 try:
-                    async with asyncio.timeout(DRAIN_S):
+                    with Deadline(DRAIN_S):
                         while await self.resp.content.readany():
                             pass
                 except (TimeoutError, aiohttp.ClientError):

@@ -56,6 +56,7 @@ from switchgear.proxy import shapes, sselines
 from switchgear.proxy.answers import Answer, Attempt, StreamAnswer
 from switchgear.proxy.breaker import BackendState
 from switchgear.proxy.budget import Budget, first_byte
+from switchgear.proxy.deadline import Deadline
 from switchgear.proxy.policy import ModelPolicy, Policies, is_context_error
 from switchgear.types import Adapter, Backend, Observation, PreparedRequest, RequestContext
 
@@ -291,7 +292,7 @@ class Upstream:
         resp: aiohttp.ClientResponse | None = None
         handed_off = False
         try:
-            async with asyncio.timeout(ttft):
+            with Deadline(ttft):
                 resp = await self.session.request(
                     prep.method,
                     prep.url,
