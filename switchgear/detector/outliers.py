@@ -15,7 +15,9 @@ The rule (checked once per tick for every model, see docs/detector.md):
   over the rule (a slowdown may have begun); its admitted peers are probed too (probes are
   compared with probes); the last two kinds (suspects) get ``suspect_probes`` back to back;
 - it is *slow* when its median exceeds ``latency_ratio`` x the median of its admitted
-  peers' medians (Envoy's success-rate outlier detection applied to latency), or
+  peers' medians (Envoy's success-rate outlier detection applied to latency), or of
+  the peers' latency at the same moments when that is higher (``align_s``: a stall of
+  the whole host is no replica's fault), or
   ``self_ratio`` x its own reference median (its healthy traffic samples once it holds
   ``reference_samples``, until then its model's replicas' pooled), and either way by at
   least the *floor*: ``excess_mads`` x the median absolute deviation of what it is compared
@@ -182,6 +184,19 @@ class OutlierJudge:
             return None
         return statistics.median(pool), mad(pool)
 
+    def _aligned(self, mine: list[tuple[float, float, bool, bool]],
+                 peers: list[tuple[float, float, bool, bool]]) -> float | None:  # fmt: skip
+        """The peers' median latency at the moments of ``mine``: per request of ``mine``,
+        the median of the peers' that finished while it ran or within ``align_s`` before
+        its start or after its end; the median of those (None where fewer than half of
+        ``mine`` have any)."""
+        a, local = self.s.align_s, []
+        for t, lat, *_ in mine:
+            near = [x[1] for x in peers if t - lat - a <= x[0] <= t + a]
+            if near:
+                local.append(statistics.median(near))
+        return statistics.median(local) if local and 2 * len(local) >= len(mine) else None
+
     def verdicts(self, replicas: list[str], ejected: set[str], now: float) -> dict[str, Verdict]:
         """Judge ``replicas`` (one model's) and advance their bad/good counters."""
         s = self.s
@@ -207,6 +222,13 @@ class OutlierJudge:
                  mad([x for p in others for x in lat[p]]))
                 if others else None
             )  # fmt: skip
+            if peer is not None and med is not None and s.align_s > 0:
+                # like with like in time too: never below the peers at the same moments
+                mine = [x for x in windows[b] if x[3] or b not in ejected][-s.recent :]
+                near = [x for p in others for x in windows[p] if x[3] or b not in ejected]
+                at_once = self._aligned(mine, near)
+                if at_once is not None and at_once > peer[0]:
+                    peer = (at_once, peer[1])
             ref = (
                 (statistics.median(rep.reference), mad(list(rep.reference)))
                 if len(rep.reference) >= s.reference_samples

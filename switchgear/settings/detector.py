@@ -64,6 +64,12 @@ class OutlierSettings(Section):
     #: The newest requests (within the window) a replica is judged on.
     recent: int = Field(8, ge=1)
     latency_ratio: float = Field(2.0, gt=1)
+    #: Peers are also compared at the same moments: for each of the replica's judged
+    #: requests, the peers' requests that finished while it ran, or within ``align_s``
+    #: before its start or after its end. A stall of the whole host slows every replica at
+    #: once and is not one replica's fault, even when the balancer then starves the
+    #: replica that stalled last. 0: the peers' newest requests only.
+    align_s: float = Field(0.25, ge=0)
     self_ratio: float = Field(2.5, gt=1)
     #: The floor of the excess latency that counts: ``excess_mads`` x the median absolute
     #: deviation of the latencies compared with (the peers' newest, or the replica's

@@ -289,3 +289,27 @@ def test_replicas_still_loading_at_start_up_are_not_failing_until_they_answered(
     feed(judge, "a", [0.01] * 6, t0=1.6, failed=6)  # from now on its failures count
     d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=2.5)
     assert [b for b, _ in d.eject] == ["a"] and "error rate" in d.eject[0][1]
+
+
+def test_a_stall_of_the_whole_host_is_no_replicas_fault() -> None:
+    # both replicas stall together for 1 s; the balancer then starves b, whose newest
+    # requests are all from the stall, while a's are fast again
+    def stalled(align_s: float) -> list[tuple[str, str]]:
+        settings = OutlierSettings(consecutive=1, excess_evidence_s=0.0, align_s=align_s)
+        judge = OutlierJudge(settings)
+        feed(judge, "a", [0.03] * 20)
+        feed(judge, "b", [0.03] * 20)
+        feed(judge, "a", [0.25] * 10, t0=2.0)
+        feed(judge, "b", [0.25] * 10, t0=2.05)
+        feed(judge, "a", [0.03] * 40, t0=3.0)
+        return judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=7.0).eject
+
+    assert [b for b, _ in stalled(0.0)] == ["b"]  # against the peers' newest only
+    assert stalled(0.25) == []  # against the peers at the same moments
+    # a replica slow on its own is still slow at the same moments
+    judge = OutlierJudge(OutlierSettings(consecutive=1, excess_evidence_s=0.0))
+    feed(judge, "a", [0.03] * 60)
+    feed(judge, "b", [0.03] * 20)
+    feed(judge, "b", [0.25] * 10, t0=2.05)
+    d = judge.decide(["a", "b"], set(), has_fallback=True, in_fallback=False, now=7.0)
+    assert [b for b, _ in d.eject] == ["b"] and "peers" in d.eject[0][1]
