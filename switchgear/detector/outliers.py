@@ -186,14 +186,13 @@ class OutlierJudge:
         return statistics.median(pool), mad(pool)
 
     def _aligned(self, mine: list[tuple[float, float, bool, bool]],
-                 timeline: list[tuple[float, float, str, bool]], peers: set[str],
-                 probes_only: bool) -> float | None:  # fmt: skip
+                 timeline: list[tuple[float, float, str, bool]], times: list[float],
+                 peers: set[str], probes_only: bool) -> float | None:  # fmt: skip
         """The peers' median latency at the moments of ``mine``: per request of ``mine``,
         the median of the ``peers``' that finished while it ran or within ``align_s``
         before its start or after its end (``timeline``: the model's samples by finish
-        time); the median of those (None where fewer than half of ``mine`` have any)."""
+        time, ``times`` their finish times); the median of those (None where fewer than half of ``mine`` have any)."""
         a, local = self.s.align_s, []
-        times = [x[0] for x in timeline]
         for t, lat, *_ in mine:
             lo, hi = bisect.bisect_left(times, t - lat - a), bisect.bisect_right(times, t + a)
             near = [x[1] for x in timeline[lo:hi] if x[2] in peers and (x[3] or not probes_only)]
@@ -211,6 +210,7 @@ class OutlierJudge:
         probes = _medians(newest_probes, s.min_samples)
         pooled = self._pooled(replicas)
         timeline = sorted((x[0], x[1], b, x[3]) for b, w in windows.items() for x in w)
+        times = [x[0] for x in timeline]
         out: dict[str, Verdict] = {}
         for b in replicas:
             rep = self.replicas.setdefault(b, _Replica())
@@ -230,7 +230,7 @@ class OutlierJudge:
             if peer is not None and med is not None and s.align_s > 0:
                 # like with like in time too: never below the peers at the same moments
                 mine = [x for x in windows[b] if x[3] or b not in ejected][-s.recent :]
-                at_once = self._aligned(mine, timeline, set(others), b in ejected)
+                at_once = self._aligned(mine, timeline, times, set(others), b in ejected)
                 if at_once is not None and at_once > peer[0]:
                     peer = (at_once, peer[1])
             ref = (

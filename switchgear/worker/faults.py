@@ -28,8 +28,13 @@ class Faults(BaseModel):
     leak_mb_per_s: float = Field(default=0.0, ge=0, le=1024)
     pause_ms: float = Field(default=0.0, ge=0, le=10_000)
     pause_every_s: float = Field(default=0.0, ge=0, le=3600)
-    ballast_mb: float = 0.0
-    pauses: int = 0
+    ballast_mb: float = 0.0  # reported, not set: the ballast held now
+    pauses: int = 0  # reported, not set: the pauses made so far
+
+    def set_from(self, body: Faults) -> None:
+        """Take every setting of ``body`` (a ``POST``), keeping what is reported."""
+        for name in type(self).model_fields.keys() - {"ballast_mb", "pauses"}:
+            setattr(self, name, getattr(body, name))
 
     def should_fail(self) -> bool:
         return self.error_rate > 0 and random.random() < self.error_rate

@@ -91,7 +91,7 @@ class Worker:
                 resp.read()
 
     async def faults(self, **faults: float) -> None:
-        body = {"delay_ms": 0.0, "error_rate": 0.0, "leak_mb_per_s": 0.0, "pause_ms": 0.0, **faults}
+        body = dict(faults)  # what is left out goes back to 0
         async with aiohttp.ClientSession() as s:
             async with s.post(self.base + "/admin/faults", json=body, headers=ADMIN_HEADERS) as r:
                 assert r.status == 200, await r.text()

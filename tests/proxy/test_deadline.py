@@ -71,12 +71,13 @@ async def test_a_block_done_in_time_is_untouched_and_its_timer_is_cancelled(guar
     assert await _outcome(body) == "returned 'after'"
 
 
-@GUARDS
-async def test_a_cancellation_from_outside_passes_through(guard: Guard) -> None:
+async def _cancelled_from_outside(guard: Guard, delay: float) -> asyncio.Task[object]:
+    """A task blocked inside ``guard(delay)``, cancelled from outside once it is in the block;
+    the cancellation must reach the awaiter."""
     entered = asyncio.Event()
 
     async def body() -> object:
-        async with guard(30):
+        async with guard(delay):
             entered.set()
             await asyncio.Event().wait()
         return "after"
@@ -86,6 +87,12 @@ async def test_a_cancellation_from_outside_passes_through(guard: Guard) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    return task
+
+
+@GUARDS
+async def test_a_cancellation_from_outside_passes_through(guard: Guard) -> None:
+    task = await _cancelled_from_outside(guard, 30)
     assert task.cancelling() == 1
 
 
@@ -94,19 +101,7 @@ async def test_a_cancellation_from_outside_beside_the_expiry_is_not_swallowed(
     guard: Guard,
 ) -> None:
     """Both the deadline and someone else cancel the task: it stays cancelled."""
-    entered = asyncio.Event()
-
-    async def body() -> object:
-        async with guard(0):
-            entered.set()
-            await asyncio.Event().wait()
-        return "after"
-
-    task = asyncio.ensure_future(body())
-    await entered.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _cancelled_from_outside(guard, 0)
 
 
 @GUARDS

@@ -204,10 +204,5 @@ async def set_faults(request: web.Request) -> web.Response:
     require_admin(request)
     body: Faults = await parse(request, Faults)
     faults = request.app[FAULTS]
-    faults.delay_ms, faults.error_rate, faults.leak_mb_per_s = (
-        body.delay_ms,
-        body.error_rate,
-        body.leak_mb_per_s,
-    )
-    faults.pause_ms, faults.pause_every_s = body.pause_ms, body.pause_every_s
+    faults.set_from(body)
     return json_response(faults.model_dump())
